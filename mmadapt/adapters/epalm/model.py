@@ -1,0 +1,199 @@
+"""eP-ALM: perceptual tokens injected into the last layers of a frozen LM, plus a soft prompt.
+
+How it sits in the LM (see METHODS.md). The LM input sequence that :class:`~mmadapt.models.PerceptualLM`
+builds is::
+
+    column:   0            1 .. P         P+1 ..
+              [perceptual] [soft prompt]  [text (left-padded)]
+
+Column 0 is the perceptual slot. Below the first injection layer nobody may attend to it (those layers
+"see only text"); at the first injection layer its hidden state is set to the first perceptual token —
+which is exactly eP-ALM's *prepend* — and at each later injection layer it is *replaced* by the next token.
+The slot and the prompt carry no position embedding; text positions start at 0 as if they were alone.
+With the default causal mask the visual token attends only to itself; ``leaky_visual_attention`` lets it
+see the whole sequence, as the authors' code did.
+
+All of that is done with three kinds of hooks installed by :meth:`EPALM.attach`:
+- a pre-hook on every layer below the first injection layer that hides column 0 in the attention mask;
+- a pre-hook on each injection layer that writes the next perceptual token into column 0 (prefill only);
+- a forward hook on the learned position embedding (OPT, GPT-2) that zeroes it for columns 0..P.
+During KV-cache decoding the slot's keys/values are in the cache: the mask hook keeps hiding it from the
+lower layers, nothing is injected, and the new text tokens get their position embeddings normally.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from mmadapt.adapters.base import Adapter
+from mmadapt.adapters.epalm.config import EPALMConfig
+from mmadapt.backbones.lm import CausalLM
+from mmadapt.registry import register
+
+
+class SoftPrompt(nn.Module):
+    """``length`` trainable input tokens ``[length, D]``, optionally MLP-reparameterised."""
+
+    def __init__(self, length: int, dim: int, mlp_hidden: int = 0):
+        super().__init__()
+        self.length = length
+        self.embedding = nn.Embedding(length, dim)
+        nn.init.normal_(self.embedding.weight, std=0.02)
+        self.mlp = (
+            nn.Sequential(nn.Linear(dim, mlp_hidden), nn.Tanh(), nn.Linear(mlp_hidden, dim)) if mlp_hidden else None
+        )
+
+    def forward(self, batch_size: int) -> torch.Tensor:
+        """→ ``[B, length, D]``."""
+        idx = torch.arange(self.length, device=self.embedding.weight.device)
+        tokens = self.embedding(idx)
+        if self.mlp is not None:
+            tokens = self.mlp(tokens)
+        return tokens.unsqueeze(0).expand(batch_size, -1, -1)
+
+
+@dataclass
+class _Active:
+    """What the hooks need during one LM call (set by :meth:`EPALM.active`)."""
+
+    tokens: torch.Tensor | None  # [B, n_injected, D] to inject (None while decoding)
+    n_unpositioned: int  # leading columns without position embedding (slot + prompt); 0 while decoding
+
+
+@register("adapters", "epalm")
+class EPALM(Adapter):
+    """The trained part of eP-ALM: connector(s) ``D_enc → D_lm`` and the soft prompt."""
+
+    config_class = EPALMConfig
+
+    def __init__(self, config: EPALMConfig, encoder_dim: int, encoder_layers: int, lm: CausalLM):
+        super().__init__()
+        if config.n_injected > encoder_layers:
+            from mmadapt.errors import ConfigError
+
+            raise ConfigError(
+                f"model.adapter.n_injected: {config.n_injected} > the vision encoder's {encoder_layers} layers"
+            )
+        self.config = config
+        self.layers = config.injection_layers(lm.num_layers)
+        n_connectors = 1 if config.shared_connector else config.n_injected
+        self.connectors = nn.ModuleList(nn.Linear(encoder_dim, lm.hidden_size) for _ in range(n_connectors))
+        self.prompt = SoftPrompt(config.prompt_len, lm.hidden_size, config.prompt_mlp_hidden) if config.prompt_len else None
+        self._active: _Active | None = None
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    # ------------------------------------------------------------------------------------- trained part
+    @property
+    def n_prefix(self) -> int:
+        """Columns this adapter puts before the text: the perceptual slot and the prompt."""
+        return 1 + (self.config.prompt_len if self.prompt is not None else 0)
+
+    def perceptual_tokens(self, layer_cls: torch.Tensor) -> torch.Tensor:
+        """``layer_cls`` [B, L_enc, D_enc] (normed [CLS] per encoder layer) → [B, n_injected, D_lm]."""
+        chosen = layer_cls[:, -self.config.n_injected :]  # deeper encoder layer → deeper LM layer
+        if self.config.shared_connector:
+            return self.connectors[0](chosen)
+        return torch.stack([conn(chosen[:, k]) for k, conn in enumerate(self.connectors)], dim=1)
+
+    def prefix_embeddings(self, batch_size: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """The columns before the text: a zero placeholder for the slot, then the prompt → [B, n_prefix, D]."""
+        dim = self.connectors[0].out_features
+        slot = torch.zeros(batch_size, 1, dim, dtype=dtype, device=device)
+        if self.prompt is None:
+            return slot
+        return torch.cat([slot, self.prompt(batch_size).to(dtype)], dim=1)
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        groups = {"default": list(self.connectors.parameters())}
+        if self.prompt is not None:
+            groups["prompt"] = list(self.prompt.parameters())
+        return groups
+
+    # ------------------------------------------------------------------------------------------- hooks
+    def attach(self, lm: CausalLM) -> None:
+        """Install the hooks on ``lm`` (idempotent)."""
+        self.detach()
+        first = self.layers[0]
+        for idx, layer in enumerate(lm.layers):
+            if idx < first:
+                self._handles.append(layer.register_forward_pre_hook(self._hide_slot, with_kwargs=True))
+            elif idx in self.layers:
+                k = self.layers.index(idx)
+                self._handles.append(
+                    layer.register_forward_pre_hook(self._make_injector(k), with_kwargs=True)
+                )
+        if lm.position_embedding is not None:
+            self._handles.append(lm.position_embedding.register_forward_hook(self._drop_prefix_positions))
+
+    def detach(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    @contextmanager
+    def active(self, tokens: torch.Tensor | None, prefill: bool) -> Iterator[None]:
+        """Arm the hooks for one LM call: inject ``tokens`` (prefill) or only hide the slot (decoding)."""
+        self._active = _Active(tokens=tokens if prefill else None, n_unpositioned=self.n_prefix if prefill else 0)
+        try:
+            yield
+        finally:
+            self._active = None
+
+    def _hide_slot(self, module: nn.Module, args: tuple, kwargs: dict):
+        if self._active is None:
+            return None
+        mask = _get_arg(module, args, kwargs, "attention_mask")
+        if mask is None or mask.dim() != 4:
+            raise RuntimeError("eP-ALM needs the explicit 4D attention mask built by PerceptualLM")
+        hidden = mask.clone()
+        hidden[..., 0] = torch.finfo(mask.dtype).min  # no query below `start` sees the perceptual slot
+        if hidden.shape[-2] == mask.shape[-1]:  # prefill: the slot's own row must keep one key (itself)
+            hidden[..., 0, 0] = 0
+        return _set_arg(module, args, kwargs, "attention_mask", hidden)
+
+    def _make_injector(self, k: int):
+        def inject(module: nn.Module, args: tuple, kwargs: dict):
+            if self._active is None or self._active.tokens is None:
+                return None
+            hidden_states = _get_arg(module, args, kwargs, "hidden_states")
+            token = self._active.tokens[:, k].to(hidden_states.dtype).unsqueeze(1)
+            hidden_states = torch.cat([token, hidden_states[:, 1:]], dim=1)
+            return _set_arg(module, args, kwargs, "hidden_states", hidden_states)
+
+        return inject
+
+    def _drop_prefix_positions(self, module: nn.Module, args: tuple, output: torch.Tensor):
+        if self._active is None or self._active.n_unpositioned == 0:
+            return None
+        keep = torch.ones(output.shape[-2], 1, dtype=output.dtype, device=output.device)
+        keep[: self._active.n_unpositioned] = 0
+        return output * keep
+
+
+def _arg_index(module: nn.Module, name: str) -> int:
+    """Position of parameter ``name`` in ``module.forward`` (decoder layers differ: OPT passes the mask by
+    keyword, GPT-2 positionally)."""
+    params = list(inspect.signature(module.forward).parameters)
+    return params.index(name) if name in params else -1
+
+
+def _get_arg(module: nn.Module, args: tuple, kwargs: dict, name: str):
+    if name in kwargs:
+        return kwargs[name]
+    idx = _arg_index(module, name)
+    return args[idx] if 0 <= idx < len(args) else None
+
+
+def _set_arg(module: nn.Module, args: tuple, kwargs: dict, name: str, value) -> tuple[tuple, dict]:
+    idx = _arg_index(module, name)
+    if name not in kwargs and 0 <= idx < len(args):
+        args = (*args[:idx], value, *args[idx + 1:])
+    else:
+        kwargs[name] = value
+    return args, kwargs

@@ -1,0 +1,100 @@
+"""The library's entry points: recipe → model → training → evaluation.
+
+::
+
+    import mmadapt
+
+    cfg = mmadapt.load_recipe("adapters/epalm/vqa.yaml", ["train.max_steps=200"])
+    model = mmadapt.build_model(cfg)
+    model.print_trainable_parameters()
+    result = mmadapt.train(cfg, model=model)          # DeepSpeed, checkpoints, log.jsonl in cfg.output_dir
+    scores = mmadapt.evaluate(model, cfg)             # {"vqa": {...}, ...}, files in <output_dir>/eval/
+    model.save_pretrained("my-adapter")
+    again = mmadapt.PerceptualLM.from_pretrained("my-adapter")
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mmadapt import registry
+from mmadapt.config import Config
+from mmadapt.errors import ConfigError
+from mmadapt.models.perceptual_lm import PerceptualLM
+from mmadapt.tasks.base import Task
+from mmadapt.training.data import Example, mixture
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read and validate a YAML recipe (``a.b=value`` overrides applied first)."""
+    return Config.from_yaml(path, overrides)
+
+
+def build_tasks(config: Config) -> dict[str, Task]:
+    """The recipe's tasks; ``tasks.<key>`` names a registered task (``vqa``, ``caption``) or sets ``type``."""
+    if not config.tasks:
+        raise ConfigError("tasks: at least one task is required (e.g. tasks.vqa)")
+    tasks = {}
+    for key, task_cfg in config.tasks.items():
+        kind = key.split("_")[0] if key not in registry.names("tasks") else key
+        try:
+            tasks[key] = registry.get("tasks", kind)(key, task_cfg)
+        except KeyError as exc:
+            raise ConfigError(f"tasks.{key}: {exc.args[0]} (name the task vqa / caption, or vqa_<suffix>)") from None
+    return tasks
+
+
+def build_model(config: Config) -> PerceptualLM:
+    """Load the frozen backbones and build the adapter named in ``config.model``."""
+    if config.model.adapter is None:
+        raise ConfigError("model.adapter: missing (e.g. model.adapter.name=epalm)")
+    assembly = registry.get("assemblies", config.model.assembly)
+    return assembly.from_config(config.model)
+
+
+def training_examples(config: Config, tasks: dict[str, Task] | None = None) -> list[Example]:
+    """Every task's training examples, mixed by ``sample_weight`` (reads annotations, checks images exist)."""
+    tasks = tasks or build_tasks(config)
+    per_task = {k: t.train_examples() for k, t in tasks.items()}
+    per_task = {k: v for k, v in per_task.items() if v}
+    if not per_task:
+        raise ConfigError("tasks: no task has a train dataset")
+    return mixture(per_task, {k: config.tasks[k].sample_weight for k in per_task}, config.train.seed)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    records: list[dict]
+    model: PerceptualLM
+    scores: dict[str, dict] = field(default_factory=dict)
+
+
+def train(config: Config, *, model: PerceptualLM | None = None, resume: bool = False,
+          evaluate_after: bool = False, quiet: bool = False) -> TrainResult:
+    """Train the adapter of ``config`` (data are read and checked before any weights load)."""
+    from mmadapt.training.trainer import Trainer
+
+    tasks = build_tasks(config)
+    examples = training_examples(config, tasks)
+    model = model or build_model(config)
+    trainer = Trainer(model, config, examples, config.output_dir, quiet=quiet)
+    records = trainer.train(resume=resume)
+    result = TrainResult(Path(config.output_dir), records, trainer.module)
+    if evaluate_after and trainer.world == 1:
+        result.scores = evaluate(trainer.module, config, tasks=tasks, quiet=quiet)
+    return result
+
+
+def evaluate(model: PerceptualLM, config: Config, *, tasks: dict[str, Task] | None = None,
+             out_dir: str | Path | None = None, quiet: bool = False) -> dict[str, dict]:
+    """Score ``model`` on every task that has an ``eval`` dataset; files go to ``<output_dir>/eval``."""
+    tasks = tasks or build_tasks(config)
+    out = Path(out_dir) if out_dir is not None else Path(config.output_dir) / "eval"
+    model.eval()
+    scores = {}
+    for key, task in tasks.items():
+        if task.config.eval is not None:
+            scores[key] = task.evaluate(model, out, config.eval.batch_size, config.eval.max_samples, quiet=quiet)
+    return scores

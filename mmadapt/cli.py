@@ -1,0 +1,142 @@
+"""``mmadapt`` command line: train | eval | demo | info | score.
+
+    mmadapt train adapters/epalm/vqa.yaml train.max_steps=200 [--resume] [--quiet]
+    mmadapt eval  adapters/epalm/vqa.yaml --adapter runs/vqa/checkpoints/step-200 [overrides]
+    mmadapt demo  --out runs/demo
+    mmadapt info  [--json]
+    mmadapt score vqa --questions Q.json --annotations A.json --results R.json
+    mmadapt score caption --annotations captions.json --results R.json
+
+User errors (bad recipe key, missing file, corrupt image) print one line ``error: ...`` and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from mmadapt.errors import MMAdaptError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mmadapt", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train an adapter from a YAML recipe")
+    t.add_argument("recipe")
+    t.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.max_steps=200")
+    t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint of output_dir")
+    t.add_argument("--no-eval", action="store_true", help="skip evaluation after training")
+    t.add_argument("--quiet", action="store_true")
+
+    e = sub.add_parser("eval", help="evaluate a trained adapter on the recipe's eval splits")
+    e.add_argument("recipe")
+    e.add_argument("overrides", nargs="*")
+    e.add_argument("--adapter", required=True, help="adapter directory (adapter_config.json + safetensors)")
+    e.add_argument("--out", help="where to write results (default: <output_dir>/eval)")
+    e.add_argument("--quiet", action="store_true")
+
+    d = sub.add_parser("demo", help="offline demo: train eP-ALM on synthetic scenes, score VQA + captioning")
+    d.add_argument("--out", default="runs/demo")
+    d.add_argument("overrides", nargs="*", help="overrides of the demo recipe")
+    d.add_argument("--quiet", action="store_true")
+
+    i = sub.add_parser("info", help="list registered tokenizers, backbones, adapters, heads, tasks")
+    i.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("score", help="score official result files")
+    ssub = s.add_subparsers(dest="what", required=True)
+    sv = ssub.add_parser("vqa", help="official VQA v2 accuracy")
+    sv.add_argument("--questions", required=True)
+    sv.add_argument("--annotations", required=True)
+    sv.add_argument("--results", required=True)
+    sv.add_argument("--missing", choices=["zero", "error", "skip"], default="zero",
+                    help="questions without a result: count 0 (default), fail, or leave out")
+    sc = ssub.add_parser("caption", help="BLEU-1..4, METEOR, ROUGE-L, CIDEr (SPICE where it can run)")
+    sc.add_argument("--annotations", required=True, help="COCO captions JSON")
+    sc.add_argument("--results", required=True, help="[{image_id, caption}]")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if getattr(args, "quiet", False):
+        os.environ["MMADAPT_QUIET"] = "1"
+    try:
+        return _dispatch(args)
+    except MMAdaptError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"error: {exc.filename}: file not found", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "info":
+        return _info(args.json)
+    if args.command == "score":
+        return _score(args)
+    if args.command == "train":
+        import mmadapt
+
+        cfg = mmadapt.load_recipe(args.recipe, args.overrides)  # validated before any weights load
+        result = mmadapt.train(cfg, resume=args.resume, evaluate_after=not args.no_eval, quiet=args.quiet)
+        for task, scores in result.scores.items():
+            print(json.dumps({task: _headline(scores)}))
+        return 0
+    if args.command == "eval":
+        import mmadapt
+        from mmadapt.models.perceptual_lm import PerceptualLM
+
+        cfg = mmadapt.load_recipe(args.recipe, args.overrides)
+        model = PerceptualLM.from_pretrained(args.adapter)
+        scores = mmadapt.evaluate(model, cfg, out_dir=args.out, quiet=args.quiet)
+        print(json.dumps({task: _headline(s) for task, s in scores.items()}))
+        return 0
+    if args.command == "demo":
+        from mmadapt.demo import run_demo
+
+        run_demo(Path(args.out), args.overrides, quiet=args.quiet)
+        return 0
+    raise AssertionError(args.command)  # argparse only lets known commands through
+
+
+def _info(as_json: bool) -> int:
+    from mmadapt import registry
+    from mmadapt.zoo import zoo_names
+
+    cat = registry.catalogue()
+    listing = {k: cat[k] for k in ("tokenizers", "backbones", "adapters", "heads", "tasks")}
+    if as_json:
+        print(json.dumps(listing))
+        return 0
+    for kind, entries in {**listing, "assemblies": cat["assemblies"], "zoo": zoo_names()}.items():
+        print(f"{kind:11s} {', '.join(entries)}")
+    return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    if args.what == "vqa":
+        from mmadapt.eval.vqa_metric import score_vqa_files
+
+        print(json.dumps(score_vqa_files(args.questions, args.annotations, args.results, missing=args.missing)))
+    else:
+        from mmadapt.eval.caption_metric import score_caption_files
+
+        print(json.dumps(score_caption_files(args.annotations, args.results)))
+    return 0
+
+
+def _headline(scores: dict) -> dict:
+    """The few numbers worth a terminal line (the full objects are in eval/*.json)."""
+    if "overall" in scores:
+        return {"overall": scores["overall"], "perAnswerType": scores.get("perAnswerType")}
+    return {k: v for k, v in scores.items() if k in ("Bleu_4", "METEOR", "ROUGE_L", "CIDEr", "SPICE")}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

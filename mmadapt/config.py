@@ -1,0 +1,293 @@
+"""Typed run configuration: dataclasses, YAML recipes, dotted overrides, validation.
+
+A recipe is a YAML file whose keys mirror :class:`Config`. ``Config.from_yaml(path, overrides)`` reads it,
+applies ``a.b.c=value`` overrides (values parsed as YAML scalars), and validates every key and type before
+anything heavy happens; a wrong key fails with its dotted path::
+
+    ConfigError: adapters/epalm/vqa.yaml: train.max_step: unknown key (did you mean 'max_steps'?)
+
+The adapter section is typed by the adapter itself: ``model.adapter.name`` selects the adapter's config
+dataclass from the registry, and the remaining keys are validated against it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from mmadapt.errors import ConfigError
+
+
+# --------------------------------------------------------------------------------------------- sections
+@dataclass
+class BackboneConfig:
+    """A frozen pretrained model: a Hugging Face id, a local path, or a ``zoo:`` name."""
+
+    name: str = ""
+    kind: Literal["hf_causal_lm", "hf_vit", "hf_clip_vision", "open_clip"] = "hf_causal_lm"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    attn_implementation: Literal["sdpa", "eager"] = "sdpa"
+    trust_remote_code: bool = False  # only a recipe may turn this on, explicitly
+    revision: str | None = None
+    pretrained: str | None = None  # open_clip: the pretrained tag or a local checkpoint file
+
+
+@dataclass
+class ModelConfig:
+    assembly: Literal["perceptual_lm"] = "perceptual_lm"
+    lm: BackboneConfig = field(default_factory=lambda: BackboneConfig(name="zoo:tiny-opt"))
+    vision: BackboneConfig = field(default_factory=lambda: BackboneConfig(name="zoo:tiny-vit", kind="hf_vit"))
+    adapter: Any = None  # the adapter's own config dataclass, chosen by its `name` key
+
+
+@dataclass
+class DatasetConfig:
+    """Where a split's files are. ``format`` says how to read them.
+
+    - ``vqa_v2``: ``questions`` (+ ``annotations``) JSON in the official VQA v2 format, images under
+      ``image_root`` named by ``image_template`` (default: COCO's ``COCO_{data_subtype}_{image_id:012d}.jpg``).
+    - ``coco_captions``: ``annotations`` = COCO captions JSON, images under ``image_root``.
+    - ``karpathy``: ``annotations`` = Karpathy's ``dataset_coco.json``, ``split`` picks train/val/test.
+    - ``synthetic_scenes``: the generated scenes set under ``root`` (written if missing), ``split`` and
+      ``n_images`` choose the part; ``seed`` makes it reproducible.
+    """
+
+    format: Literal["vqa_v2", "coco_captions", "karpathy", "synthetic_scenes"] = "vqa_v2"
+    questions: str | None = None
+    annotations: str | None = None
+    image_root: str | None = None
+    image_template: str | None = None
+    root: str | None = None
+    split: str | None = None
+    n_images: int | None = None
+    seed: int = 0
+    limit: int | None = None  # use only the first `limit` samples
+
+
+@dataclass
+class TaskConfig:
+    """One task of a run: its data, its text format and how it is evaluated."""
+
+    train: DatasetConfig | None = None
+    eval: DatasetConfig | None = None
+    prompt: str = "question: {question} answer:"
+    sample_weight: float = 1.0  # relative share of training batches when several tasks are mixed
+    prefix_loss_weight: float = 0.1  # eP-ALM: loss on the question tokens, weighted
+    answer_mode: Literal["generate", "rank"] = "generate"  # VQA only
+    candidates: str | None = None  # rank mode: a JSON list of answers; default: training answers
+    rank_top_k: int = 16  # rank mode: candidates kept by first-token probability before full scoring
+    max_new_tokens: int = 10
+    num_beams: int = 1
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = 1000
+    batch_size: int = 32  # global batch = micro_batch_size × grad_accum × world size
+    micro_batch_size: int | None = None  # per rank; default: batch_size / (grad_accum × world)
+    grad_accum: int = 1
+    lr: float = 2e-5
+    prompt_lr: float = 1e-5
+    weight_decay: float = 0.02
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.0
+    clip_grad: float = 1.0
+    zero_stage: Literal[0, 1, 2, 3] = 0
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    log_every: int = 10
+    save_every: int = 0  # 0: only at the end
+    keep_checkpoints: int = 2
+    num_workers: int = 0
+    seed: int = 0
+
+
+@dataclass
+class EvalConfig:
+    batch_size: int = 64
+    max_samples: int | None = None
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    tasks: dict[str, TaskConfig] = field(default_factory=dict)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    output_dir: str = "runs/default"
+    source: str | None = None  # the recipe file this came from (set by from_yaml)
+
+    # ---------------------------------------------------------------------------------------- loading
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> "Config":
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: recipe file not found")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+        cfg = cls.from_dict(raw, overrides, where=str(path))
+        cfg.source = str(path)
+        return cfg
+
+    @classmethod
+    def from_dict(cls, raw: dict, overrides: list[str] | None = None, where: str = "config") -> "Config":
+        raw = apply_overrides(raw, overrides or [], where)
+        try:
+            return _build(cls, raw, "")
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+
+    def to_dict(self) -> dict:
+        return to_plain(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+# ----------------------------------------------------------------------------------------- overrides
+def apply_overrides(raw: dict, overrides: list[str], where: str = "config") -> dict:
+    """Return a copy of ``raw`` with each ``a.b.c=value`` applied (value parsed as a YAML scalar)."""
+    out = _deepcopy(raw)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected key=value (e.g. train.max_steps=200)")
+        key, _, text = item.partition("=")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            value = text
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {item!r}: {part} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def _deepcopy(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _deepcopy(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_deepcopy(v) for v in x]
+    return x
+
+
+# ---------------------------------------------------------------------------------------- validation
+def _build(tp: Any, value: Any, path: str) -> Any:
+    """Check ``value`` against the type ``tp`` and build dataclasses; errors name the dotted ``path``."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if value is None:
+            return tp()
+        if dataclasses.is_dataclass(value):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path or 'config'}: expected a mapping, got {type(value).__name__}")
+        hints = typing.get_type_hints(tp)
+        known = {f.name: f for f in dataclasses.fields(tp) if f.init}
+        kwargs = {}
+        for key, item in value.items():
+            sub = f"{path}.{key}" if path else str(key)
+            if key not in known:
+                close = difflib.get_close_matches(str(key), list(known), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
+                raise ConfigError(f"{sub}: unknown key{hint}")
+            if tp is ModelConfig and key == "adapter":
+                kwargs[key] = _build_adapter(item, sub)
+            else:
+                kwargs[key] = _build(hints[key], item, sub)
+        obj = tp(**kwargs)
+        check = getattr(obj, "validate", None)
+        if callable(check):
+            try:
+                check()
+            except ConfigError as exc:
+                raise ConfigError(f"{path + '.' if path else ''}{exc}") from None
+        return obj
+    if tp is Any:
+        return value
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise ConfigError(f"{path}: expected one of {list(allowed)}, got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _build(arg, value, path)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{path}: {value!r} matches none of {args}")
+    if origin is list or origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}: expected a list, got {type(value).__name__}")
+        (item_tp, *_) = typing.get_args(tp) or (Any,)
+        return [_build(item_tp, v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__}")
+        _, val_tp = typing.get_args(tp)
+        return {str(k): _build(val_tp, v, f"{path}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{path}: unsupported config type {tp!r}")  # a bug in a config class, not user input
+
+
+def _build_adapter(value: Any, path: str) -> Any:
+    if value is None:
+        raise ConfigError(f"{path}: missing (set {path}.name, e.g. epalm)")
+    if dataclasses.is_dataclass(value):
+        return value
+    if not isinstance(value, dict) or "name" not in value:
+        raise ConfigError(f"{path}.name: missing (which adapter? e.g. epalm)")
+    from mmadapt import registry
+
+    try:
+        adapter_cls = registry.get("adapters", value["name"])
+    except KeyError as exc:
+        raise ConfigError(f"{path}.name: {exc.args[0]}") from None
+    return _build(adapter_cls.config_class, value, path)
+
+
+def to_plain(obj: Any) -> Any:
+    """Dataclasses → dicts (recursively), for YAML / JSON."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {k: to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v) for v in obj]
+    return obj

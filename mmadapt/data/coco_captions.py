@@ -1,0 +1,189 @@
+"""Readers and writers for COCO captions: the official annotations JSON and Karpathy's split file.
+
+Official captions file (``captions_val2014.json``; ``image_info_test2014.json`` has no ``annotations``)::
+
+    {"info": {...}, "licenses": [...],
+     "images": [{"id": 391895, "file_name": "COCO_val2014_000000391895.jpg", "width": 640, "height": 360,
+                 ...}, ...],
+     "annotations": [{"image_id": 391895, "id": 770337, "caption": "A man riding a bike."}, ...]}
+
+Karpathy split file (``dataset_coco.json``; splits ``train`` / ``restval`` / ``val`` / ``test``; the same
+layout serves ``dataset_flickr8k.json`` / ``dataset_flickr30k.json``, which have no ``filepath`` /
+``cocoid``)::
+
+    {"dataset": "coco",
+     "images": [{"filepath": "val2014", "filename": "COCO_val2014_000000391895.jpg", "imgid": 0,
+                 "split": "test", "cocoid": 391895, "sentids": [...],
+                 "sentences": [{"raw": "A man riding a bike.", "tokens": ["a", "man", ...],
+                                "imgid": 0, "sentid": 770337}, ...]}, ...]}
+
+Results file (what the COCO caption evaluator reads)::
+
+    [{"image_id": 391895, "caption": "a man rides a bike"}, ...]
+
+Every problem in a file is a :class:`~mmadapt.errors.DataError` naming the file and the field, e.g.
+``captions_val2014.json: annotations[7].caption missing``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mmadapt.data._records import (
+    PathLike,
+    check_images_exist,
+    check_unique_results,
+    optional,
+    read_json,
+    require,
+    result_id,
+    write_json_atomic,
+)
+from mmadapt.errors import ConfigError, DataError
+
+__all__ = [
+    "KARPATHY_SPLITS",
+    "CaptionSample",
+    "load_caption_results",
+    "load_coco_captions",
+    "load_karpathy",
+    "write_caption_results",
+]
+
+KARPATHY_SPLITS: tuple[str, ...] = ("train", "restval", "val", "test")
+
+
+@dataclass
+class CaptionSample:
+    """One image with its reference captions (empty for splits without annotations)."""
+
+    image_id: int
+    image_path: Path
+    captions: list[str] = field(default_factory=list)
+
+
+def load_coco_captions(
+    annotations_path: PathLike, image_root: PathLike, check_images: bool = True
+) -> list[CaptionSample]:
+    """Read an official COCO captions file into one sample per image, in the order of ``images``.
+
+    Image paths are ``image_root / file_name``. Captions are stripped of surrounding whitespace (COCO's
+    raw captions carry stray newlines). A file without ``annotations`` (test image info) gives samples
+    with no captions.
+
+    Raises:
+        DataError: a missing or malformed file or field, a duplicate image id, a caption whose image is not
+            in ``images``, or (with ``check_images``) missing image files (first path and count).
+    """
+    afile = os.fspath(annotations_path)
+    root = Path(image_root)
+    doc = read_json(afile)
+    images = require(doc, "images", list, afile, "")
+
+    samples: list[CaptionSample] = []
+    position: dict[int, int] = {}
+    for i, im in enumerate(images):
+        where = f"images[{i}]"
+        image_id = require(im, "id", int, afile, where)
+        file_name = require(im, "file_name", str, afile, where)
+        if image_id in position:
+            raise DataError(f"{afile}: {where}.id {image_id} duplicates images[{position[image_id]}]")
+        position[image_id] = i
+        samples.append(CaptionSample(image_id, root / file_name))
+
+    annotations = optional(doc, "annotations", list, afile, "") or []
+    for i, a in enumerate(annotations):
+        where = f"annotations[{i}]"
+        image_id = require(a, "image_id", int, afile, where)
+        caption = require(a, "caption", str, afile, where)
+        if image_id not in position:
+            raise DataError(f"{afile}: {where}.image_id {image_id} is not in images")
+        samples[position[image_id]].captions.append(caption.strip())
+
+    if check_images:
+        check_images_exist((s.image_path for s in samples), afile, f"image_root={root}")
+    return samples
+
+
+def load_karpathy(
+    split_path: PathLike,
+    image_root: PathLike,
+    split: str | Collection[str],
+    check_images: bool = True,
+) -> list[CaptionSample]:
+    """Read the images of ``split`` from a Karpathy split file, in file order.
+
+    ``split`` is one of :data:`KARPATHY_SPLITS` or several of them: the usual 113k-image COCO training set is
+    ``("train", "restval")`` (``"train"`` alone is Karpathy's 82,783 images). Image ids are ``cocoid`` when
+    present, else ``imgid`` (Flickr files); image paths are ``image_root / filepath / filename``
+    (``image_root / filename`` when there is no ``filepath``). Captions are the ``raw`` sentences, stripped.
+
+    Raises:
+        ConfigError: an unknown split name.
+        DataError: a missing or malformed file or field, a duplicate image id, no image in ``split``, or
+            (with ``check_images``) missing image files (first path and count).
+    """
+    wanted = {split} if isinstance(split, str) else set(split)
+    unknown = wanted - set(KARPATHY_SPLITS)
+    if unknown or not wanted:
+        raise ConfigError(f"karpathy split: expected some of {list(KARPATHY_SPLITS)}, got {sorted(wanted)}")
+    sfile = os.fspath(split_path)
+    root = Path(image_root)
+    doc = read_json(sfile)
+    images = require(doc, "images", list, sfile, "")
+
+    samples: list[CaptionSample] = []
+    seen: dict[int, int] = {}
+    for i, im in enumerate(images):
+        where = f"images[{i}]"
+        if require(im, "split", str, sfile, where) not in wanted:
+            continue
+        cocoid = optional(im, "cocoid", int, sfile, where)
+        image_id = cocoid if cocoid is not None else require(im, "imgid", int, sfile, where)
+        if image_id in seen:
+            raise DataError(f"{sfile}: {where} image id {image_id} duplicates images[{seen[image_id]}]")
+        seen[image_id] = i
+        filepath = optional(im, "filepath", str, sfile, where) or ""
+        filename = require(im, "filename", str, sfile, where)
+        sentences = require(im, "sentences", list, sfile, where)
+        captions = [
+            require(s, "raw", str, sfile, f"{where}.sentences[{j}]").strip() for j, s in enumerate(sentences)
+        ]
+        samples.append(CaptionSample(image_id, root / filepath / filename, captions))
+
+    if not samples:
+        raise DataError(f"{sfile}: no images with split in {sorted(wanted)}")
+    if check_images:
+        check_images_exist((s.image_path for s in samples), sfile, f"image_root={root}")
+    return samples
+
+
+def write_caption_results(path: PathLike, results: Iterable[tuple[int, str]]) -> Path:
+    """Write ``[(image_id, caption), ...]`` in the official results format ``[{"image_id", "caption"}]``.
+
+    Image ids may be Python, numpy or torch integers. Duplicate image ids are refused (one caption per
+    image). The file is written atomically; returns its path.
+    """
+    records: list[dict[str, object]] = []
+    for i, (image_id, caption) in enumerate(results):
+        if not isinstance(caption, str):
+            raise DataError(f"results[{i}].caption: expected str, got {type(caption).__name__}")
+        records.append({"image_id": result_id(image_id, "image_id", i), "caption": caption})
+    check_unique_results((r["image_id"] for r in records), "image_id", path)
+    return write_json_atomic(path, records)
+
+
+def load_caption_results(path: PathLike) -> dict[int, str]:
+    """Read an official caption results file back into ``{image_id: caption}``."""
+    where = os.fspath(path)
+    out: dict[int, str] = {}
+    for i, r in enumerate(read_json(where, list)):
+        image_id = require(r, "image_id", int, where, f"[{i}]")
+        caption = require(r, "caption", str, where, f"[{i}]")
+        if image_id in out:
+            raise DataError(f"{where}: [{i}].image_id {image_id} appears twice")
+        out[image_id] = caption
+    return out

@@ -1,0 +1,378 @@
+"""PerceptualLM: perception → frozen LM → text.
+
+``forward(batch) -> loss`` trains; ``generate(batch) -> list[str]`` answers or captions with the KV cache
+(greedy or beam search); ``rank(batch, candidates) -> list[str]`` picks VQA answers from a list.
+
+A batch (see :func:`mmadapt.training.data.collate`) holds ``pixel_values`` [B, 3, H, W], ``prefix``
+(list of prompt texts, e.g. ``"question: what color is the circle? answer:"``) and, for training,
+``target`` (the answer or caption). The loss covers the prefix tokens with weight ``prefix_loss_weight``
+(eP-ALM: 0.1) and the target tokens (+ EOS) with weight 1, averaged per sample then over the batch (so
+the loss does not depend on how a global batch is split across ranks).
+
+The text sequence is laid out by the adapter's prefix (eP-ALM: perceptual slot + soft prompt) followed by
+the text, left-padded; the attention mask is built here as a 4D additive mask so the adapter's hooks can
+edit it per layer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from mmadapt.backbones.lm import CausalLM
+from mmadapt.backbones.vision import VisionEncoder, load_vision_encoder
+from mmadapt.config import BackboneConfig, ModelConfig, to_plain
+from mmadapt.errors import ConfigError
+from mmadapt.registry import get, register
+
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+
+
+@dataclasses.dataclass
+class TextBatch:
+    """Tokenised, left-padded text: ``ids`` [B, T], ``mask`` [B, T] (1 = token), ``weights`` [B, T] (loss
+    weight of *predicting* token t, 0 for padding / BOS / unscored)."""
+
+    ids: torch.Tensor
+    mask: torch.Tensor
+    weights: torch.Tensor
+
+
+@register("assemblies", "perceptual_lm")
+class PerceptualLM(nn.Module):
+    def __init__(self, config: ModelConfig, lm: CausalLM, vision: VisionEncoder, adapter: nn.Module):
+        super().__init__()
+        self.config = config
+        self.lm = lm
+        self.vision = vision
+        self.adapter = adapter
+        adapter.attach(lm)
+
+    # ------------------------------------------------------------------------------------ construction
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> "PerceptualLM":
+        """Load the frozen backbones named in ``config`` and build a fresh adapter."""
+        lm = _load_lm(config.lm)
+        vision = _load_vision(config.vision)
+        adapter_cls = get("adapters", config.adapter.name)
+        adapter = adapter_cls(config.adapter, vision.hidden_size, vision.num_layers, lm)
+        return cls(config, lm, vision, adapter)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> "PerceptualLM":
+        """Rebuild from a directory written by :meth:`save_pretrained` (backbones reloaded by name)."""
+        path = Path(path)
+        meta_file = path / ADAPTER_CONFIG
+        if not meta_file.is_file():
+            raise ConfigError(f"{meta_file}: not found (is {path} an adapter directory?)")
+        meta = json.loads(meta_file.read_text())
+        from mmadapt.config import _build
+
+        model_cfg = _build(ModelConfig, meta["model"], "model")
+        model = cls.from_config(model_cfg)
+        model.load_adapter(path)
+        return model
+
+    def save_pretrained(self, path: str | Path, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+        """Write ``adapter_config.json`` + ``adapter_model.safetensors`` (adapter weights only)."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        tensors = state_dict if state_dict is not None else self.adapter_state_dict()
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path / ADAPTER_WEIGHTS))
+        meta = {
+            "peft_type": self.config.adapter.name.upper(),
+            "adapter_type": self.config.adapter.name,
+            "base_model_name_or_path": self.config.lm.name,
+            "vision_model_name_or_path": self.config.vision.name,
+            "library": "mmadapt",
+            "model": to_plain(self.config),
+        }
+        (path / ADAPTER_CONFIG).write_text(json.dumps(meta, indent=2))
+
+    def adapter_state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in self.adapter.state_dict().items()}
+
+    def load_adapter(self, path: str | Path) -> None:
+        weights = Path(path) / ADAPTER_WEIGHTS
+        if not weights.is_file():
+            raise ConfigError(f"{weights}: not found")
+        state = load_file(str(weights))
+        missing, unexpected = self.adapter.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ConfigError(f"{weights}: adapter weights do not match (missing {missing}, unexpected {unexpected})")
+
+    # -------------------------------------------------------------------------------------- parameters
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def print_trainable_parameters(self) -> str:
+        trainable = sum(p.numel() for p in self.trainable_parameters())
+        total = sum(p.numel() for p in self.parameters())
+        line = f"trainable params: {trainable:,d} || all params: {total:,d} || trainable%: {100 * trainable / total:.4f}"
+        print(line)
+        return line
+
+    def train(self, mode: bool = True) -> "PerceptualLM":
+        super().train(mode)
+        self.lm.eval()  # frozen parts never train (dropout off), whatever the caller says
+        self.vision.eval()
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.adapter.parameters()).device
+
+    # ---------------------------------------------------------------------------------------- text side
+    def tokenize(self, prefixes: list[str], targets: list[str] | None = None,
+                 prefix_weight: float | list[float] = 0.1) -> TextBatch:
+        """Left-padded ids of ``prefix [+ " " + target + EOS]`` with per-token loss weights."""
+        tok = self.lm.tokenizer
+        if not isinstance(prefix_weight, (list, tuple)):
+            prefix_weight = [float(prefix_weight)] * len(prefixes)
+        rows, weights = [], []
+        for i, prefix in enumerate(prefixes):
+            ids = tok(prefix)["input_ids"]  # with the tokenizer's BOS, if it adds one
+            w = [0.0] + [prefix_weight[i]] * (len(ids) - 1)
+            if targets is not None:
+                tgt = tok(" " + targets[i], add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+                ids = ids + tgt
+                w = w + [1.0] * len(tgt)
+            rows.append(ids)
+            weights.append(w)
+        width = max(len(r) for r in rows)
+        pad = tok.pad_token_id
+        ids_t = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask_t = torch.zeros((len(rows), width), dtype=torch.long)
+        w_t = torch.zeros((len(rows), width), dtype=torch.float32)
+        for i, (r, w) in enumerate(zip(rows, weights)):
+            ids_t[i, width - len(r):] = torch.tensor(r)
+            mask_t[i, width - len(r):] = 1
+            w_t[i, width - len(r):] = torch.tensor(w)
+        return TextBatch(ids_t, mask_t, w_t)
+
+    # ----------------------------------------------------------------------------------------- helpers
+    def _perception(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Frozen encoder (no graph kept: nothing below the connector trains) → perceptual tokens."""
+        with torch.no_grad():
+            layer_cls = self.vision.layer_cls(pixel_values.to(self.vision.dtype))
+        return self.adapter.perceptual_tokens(layer_cls.to(self.adapter.connectors[0].weight.dtype))
+
+    def _prefill_inputs(self, text: TextBatch):
+        """Embeddings, 4D mask and positions of ``[adapter prefix][text]``."""
+        device = self.device
+        ids, mask = text.ids.to(device), text.mask.to(device)
+        B, T = ids.shape
+        dtype = self.lm.dtype
+        prefix = self.adapter.prefix_embeddings(B, dtype, device)
+        K = prefix.shape[1]
+        embeds = torch.cat([prefix, self.lm.input_embeddings(ids).to(dtype)], dim=1)
+        valid = torch.cat([torch.ones(B, K, dtype=torch.long, device=device), mask], dim=1)
+        text_pos = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        positions = torch.cat([torch.zeros(B, K, dtype=torch.long, device=device), text_pos], dim=1)
+        L = K + T
+        causal = torch.ones(L, L, dtype=torch.bool, device=device).tril()
+        allowed = causal.unsqueeze(0) & valid.bool().unsqueeze(1)  # [B, L(q), L(k)]
+        if getattr(self.adapter.config, "leaky_visual_attention", False):
+            allowed[:, 0, :] = valid.bool()
+        return embeds, _additive(allowed, dtype), positions, valid
+
+    def _run(self, embeds, mask4d, positions, tokens, prefill: bool, cache=None):
+        with self.adapter.active(tokens, prefill=prefill):
+            return self.lm.hidden_states(embeds, mask4d, positions, past_key_values=cache, use_cache=cache is not None)
+
+    # ------------------------------------------------------------------------------------------ training
+    def forward(self, pixel_values: torch.Tensor, prefix: list[str], target: list[str],
+                prefix_loss_weight: float | list[float] = 0.1) -> torch.Tensor:
+        """Mean per-sample weighted LM loss (``prefix_loss_weight`` per batch or per sample)."""
+        tokens = self._perception(pixel_values.to(self.device))
+        text = self.tokenize(prefix, target, prefix_loss_weight)
+        embeds, mask4d, positions, _ = self._prefill_inputs(text)
+        hidden = self._run(embeds, mask4d, positions, tokens, prefill=True).last_hidden_state
+        K = embeds.shape[1] - text.ids.shape[1]
+        weights = text.weights.to(self.device)[:, 1:]  # weight of predicting token t+1 from position t
+        labels = text.ids.to(self.device)[:, 1:]
+        rows, cols = weights.nonzero(as_tuple=True)
+        logits = self.lm.logits(hidden[rows, K + cols]).float()
+        ce = F.cross_entropy(logits, labels[rows, cols], reduction="none")
+        w = weights[rows, cols]
+        per_sample = torch.zeros(weights.shape[0], device=self.device).index_add_(0, rows, ce * w)
+        norm = weights.sum(dim=1).clamp(min=1e-8)
+        return (per_sample / norm).mean()
+
+    # ---------------------------------------------------------------------------------------- generation
+    @torch.no_grad()
+    def generate(self, pixel_values: torch.Tensor, prefix: list[str], max_new_tokens: int = 20,
+                 num_beams: int = 1, length_penalty: float = 1.0) -> list[str]:
+        """Batched decoding with the KV cache; the perceptual tokens enter at prefill only."""
+        from transformers import DynamicCache
+
+        tok = self.lm.tokenizer
+        tokens = self._perception(pixel_values.to(self.device))
+        text = self.tokenize(prefix)
+        embeds, mask4d, positions, valid = self._prefill_inputs(text)
+        cache = DynamicCache(config=self.lm.model.config)
+        hidden = self._run(embeds, mask4d, positions, tokens, prefill=True, cache=cache).last_hidden_state
+        logprobs = F.log_softmax(self.lm.logits(hidden[:, -1]).float(), dim=-1)
+        next_pos = positions[:, -1] + 1
+        B = embeds.shape[0]
+        eos = tok.eos_token_id
+        if num_beams == 1:
+            out = torch.full((B, 0), eos, dtype=torch.long, device=self.device)
+            done = torch.zeros(B, dtype=torch.bool, device=self.device)
+            for _ in range(max_new_tokens):
+                nxt = logprobs.argmax(dim=-1)
+                nxt = torch.where(done, torch.full_like(nxt, eos), nxt)
+                out = torch.cat([out, nxt[:, None]], dim=1)
+                done |= nxt == eos
+                if bool(done.all()):
+                    break
+                logprobs, valid, next_pos = self._step(nxt, valid, next_pos, cache)
+            return [self._decode(row) for row in out]
+        return self._beam_search(logprobs, valid, next_pos, cache, B, num_beams, max_new_tokens, length_penalty)
+
+    def _step(self, token_ids: torch.Tensor, valid: torch.Tensor, positions: torch.Tensor, cache):
+        """One decoding step for ``token_ids`` [B] → next log-probs, extended validity, next positions."""
+        valid = torch.cat([valid, torch.ones_like(valid[:, :1])], dim=1)
+        mask4d = _additive(valid.bool()[:, None, :], self.lm.dtype)  # [B, 1, K]
+        embeds = self.lm.input_embeddings(token_ids[:, None]).to(self.lm.dtype)
+        hidden = self._run(embeds, mask4d, positions[:, None], None, prefill=False, cache=cache).last_hidden_state
+        return F.log_softmax(self.lm.logits(hidden[:, -1]).float(), dim=-1), valid, positions + 1
+
+    def _beam_search(self, logprobs, valid, next_pos, cache, B, beams, max_new_tokens, length_penalty):
+        eos = self.lm.tokenizer.eos_token_id
+        V = logprobs.shape[-1]
+        cache.batch_repeat_interleave(beams)
+        valid = valid.repeat_interleave(beams, dim=0)
+        next_pos = next_pos.repeat_interleave(beams, dim=0)
+        scores = torch.full((B, beams), float("-inf"), device=self.device)
+        scores[:, 0] = 0.0  # all beams start identical: keep one alive
+        logprobs = logprobs.repeat_interleave(beams, dim=0)
+        seqs = torch.zeros(B * beams, 0, dtype=torch.long, device=self.device)
+        finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(B)]
+        for step in range(max_new_tokens):
+            cand = (scores.view(B * beams, 1) + logprobs).view(B, beams * V)
+            top_scores, top_idx = cand.topk(2 * beams, dim=1)
+            beam_idx, token_idx = top_idx // V, top_idx % V
+            new_scores = torch.full((B, beams), float("-inf"), device=self.device)
+            new_tokens = torch.full((B, beams), eos, dtype=torch.long, device=self.device)
+            new_src = torch.zeros((B, beams), dtype=torch.long, device=self.device)
+            for b in range(B):
+                k = 0
+                for s, bi, ti in zip(top_scores[b].tolist(), beam_idx[b].tolist(), token_idx[b].tolist()):
+                    if s == float("-inf"):
+                        break
+                    if ti == eos:
+                        hyp = seqs[b * beams + bi].tolist()
+                        finished[b].append((s / max(len(hyp) + 1, 1) ** length_penalty, hyp))
+                        continue
+                    new_scores[b, k], new_tokens[b, k], new_src[b, k] = s, ti, bi
+                    k += 1
+                    if k == beams:
+                        break
+            flat_src = (torch.arange(B, device=self.device)[:, None] * beams + new_src).view(-1)
+            seqs = torch.cat([seqs[flat_src], new_tokens.view(-1, 1)], dim=1)
+            scores = new_scores
+            if self._beams_done(finished, scores, beams, seqs.shape[1], length_penalty):
+                break
+            cache.reorder_cache(flat_src)
+            valid, next_pos = valid[flat_src], next_pos[flat_src]
+            logprobs, valid, next_pos = self._step(new_tokens.view(-1), valid, next_pos, cache)
+        results = []
+        for b in range(B):
+            pool = list(finished[b])
+            for k in range(beams):
+                if scores[b, k] > float("-inf"):
+                    hyp = seqs[b * beams + k].tolist()
+                    pool.append((scores[b, k].item() / max(len(hyp), 1) ** length_penalty, hyp))
+            best = max(pool, key=lambda x: x[0])[1] if pool else []
+            results.append(self._decode(torch.tensor(best, dtype=torch.long)))
+        return results
+
+    @staticmethod
+    def _beams_done(finished, scores, beams: int, cur_len: int, length_penalty: float) -> bool:
+        """Every sample has ``beams`` finished hypotheses, none beaten by its best live beam (HF's heuristic)."""
+        for b, done in enumerate(finished):
+            best_alive = scores[b].max().item()
+            if best_alive == float("-inf"):
+                continue
+            if len(done) < beams or max(x[0] for x in done) < best_alive / cur_len ** length_penalty:
+                return False
+        return True
+
+    def _decode(self, ids: torch.Tensor) -> str:
+        tok = self.lm.tokenizer
+        ids = ids.tolist()
+        if tok.eos_token_id in ids:
+            ids = ids[: ids.index(tok.eos_token_id)]
+        return tok.decode(ids, skip_special_tokens=True).strip()
+
+    # ------------------------------------------------------------------------------------------ ranking
+    @torch.no_grad()
+    def rank(self, pixel_values: torch.Tensor, prefix: list[str], candidates: list[str], top_k: int = 16) -> list[str]:
+        """VQA ranking mode: keep the ``top_k`` candidates by first-token probability, then pick the one
+        with the highest full-answer log-likelihood (answer tokens + EOS)."""
+        from transformers import DynamicCache
+
+        tok = self.lm.tokenizer
+        cand_ids = [tok(" " + c, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for c in candidates]
+        first = torch.tensor([c[0] for c in cand_ids], device=self.device)
+        tokens = self._perception(pixel_values.to(self.device))
+        text = self.tokenize(prefix)
+        embeds, mask4d, positions, valid = self._prefill_inputs(text)
+        cache = DynamicCache(config=self.lm.model.config)
+        hidden = self._run(embeds, mask4d, positions, tokens, prefill=True, cache=cache).last_hidden_state
+        first_lp = F.log_softmax(self.lm.logits(hidden[:, -1]).float(), dim=-1)[:, first]  # [B, C]
+        k = min(top_k, len(candidates))
+        top = first_lp.topk(k, dim=1).indices  # [B, k]
+        B = embeds.shape[0]
+        width = max(len(cand_ids[c]) for c in top.view(-1).tolist())
+        cont = torch.full((B * k, width), tok.pad_token_id, dtype=torch.long, device=self.device)
+        cont_mask = torch.zeros((B * k, width), dtype=torch.long, device=self.device)
+        for row, c in enumerate(top.view(-1).tolist()):
+            cont[row, : len(cand_ids[c])] = torch.tensor(cand_ids[c])
+            cont_mask[row, : len(cand_ids[c])] = 1
+        cache.batch_repeat_interleave(k)
+        valid_k = valid.repeat_interleave(k, dim=0)
+        start_pos = (positions[:, -1] + 1).repeat_interleave(k, dim=0)
+        # continuation: right-padded candidates, causal within, full view of the cached prefix
+        full_valid = torch.cat([valid_k, cont_mask], dim=1).bool()
+        P = valid_k.shape[1]
+        causal = torch.ones(width, width, dtype=torch.bool, device=self.device).tril()
+        allowed = torch.cat([full_valid[:, None, :P].expand(-1, width, -1),
+                             causal[None] & full_valid[:, None, P:]], dim=2)
+        pos = start_pos[:, None] + torch.arange(width, device=self.device)[None]
+        embeds_c = self.lm.input_embeddings(cont).to(self.lm.dtype)
+        hidden_c = self._run(embeds_c, _additive(allowed, self.lm.dtype), pos, None, prefill=False, cache=cache).last_hidden_state
+        lp = F.log_softmax(self.lm.logits(hidden_c[:, :-1]).float(), dim=-1)
+        tok_lp = lp.gather(-1, cont[:, 1:, None]).squeeze(-1) * cont_mask[:, 1:]
+        total = first_lp.gather(1, top).view(-1) + tok_lp.sum(dim=1)
+        best = total.view(B, k).argmax(dim=1)
+        return [candidates[top[b, best[b]].item()] for b in range(B)]
+
+
+def _additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Boolean [B, Q, K] → additive float mask [B, 1, Q, K] (0 where allowed, dtype-min elsewhere)."""
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+    mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+    return mask.unsqueeze(1)
+
+
+def _load_lm(cfg: BackboneConfig) -> CausalLM:
+    if cfg.kind != "hf_causal_lm":
+        raise ConfigError(f"model.lm.kind: expected hf_causal_lm, got {cfg.kind!r}")
+    return CausalLM.from_pretrained(cfg.name, dtype=cfg.dtype, attn_implementation=cfg.attn_implementation,
+                                    trust_remote_code=cfg.trust_remote_code, revision=cfg.revision)
+
+
+def _load_vision(cfg: BackboneConfig) -> VisionEncoder:
+    if cfg.kind == "hf_causal_lm":
+        raise ConfigError("model.vision.kind: expected a vision encoder (hf_vit, hf_clip_vision, open_clip)")
+    return load_vision_encoder(cfg.kind, cfg.name, dtype=cfg.dtype, attn_implementation=cfg.attn_implementation,
+                               revision=cfg.revision, pretrained=cfg.pretrained)

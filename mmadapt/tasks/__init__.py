@@ -1,0 +1,7 @@
+"""Tasks: how data becomes training examples and how predictions are scored (importing registers them)."""
+
+from mmadapt.tasks.base import Task
+from mmadapt.tasks.caption import CaptionTask
+from mmadapt.tasks.vqa import VQATask
+
+__all__ = ["CaptionTask", "Task", "VQATask"]

@@ -1,0 +1,108 @@
+"""Training examples, the deterministic global-batch order, and collation.
+
+Every task turns its data into :class:`Example` s (an image, a text prefix, a target, a prefix loss
+weight). The order of examples is a function of (seed, step) only, so a resumed run sees exactly the
+batches an uninterrupted one would, and N ranks together see exactly the global batch one rank would.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+
+from mmadapt.io.image import load_image
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training example: ``image_path`` is read when the batch is built."""
+
+    image_path: str
+    prefix: str
+    target: str
+    prefix_weight: float
+    task: str
+
+
+class GlobalBatchOrder:
+    """Which examples each rank uses at each optimisation step.
+
+    Epoch ``e`` is a permutation drawn from ``seed + e``; step ``s`` takes the next ``global_batch``
+    examples of the (concatenated) epochs; rank ``r`` takes its contiguous ``global_batch / world``
+    slice, cut into ``grad_accum`` micro-batches.
+    """
+
+    def __init__(self, n_examples: int, global_batch: int, world_size: int, rank: int, grad_accum: int, seed: int):
+        if global_batch % (world_size * grad_accum):
+            raise ValueError(
+                f"train.batch_size={global_batch} is not divisible by world size {world_size} × "
+                f"train.grad_accum {grad_accum}"
+            )
+        self.n, self.global_batch, self.world, self.rank = n_examples, global_batch, world_size, rank
+        self.grad_accum, self.seed = grad_accum, seed
+        self.micro = global_batch // (world_size * grad_accum)
+        self._perms: dict[int, list[int]] = {}
+
+    def _perm(self, epoch: int) -> list[int]:
+        if epoch not in self._perms:
+            g = torch.Generator().manual_seed(self.seed + epoch)
+            self._perms = {epoch: torch.randperm(self.n, generator=g).tolist()}
+        return self._perms[epoch]
+
+    def micro_batches(self, step: int) -> list[list[int]]:
+        """The ``grad_accum`` micro-batches (example indices) of this rank at ``step``."""
+        start = step * self.global_batch
+        idx = []
+        for pos in range(start, start + self.global_batch):
+            epoch, offset = divmod(pos, self.n)
+            idx.append(self._perm(epoch)[offset])
+        mine = idx[self.rank * self.micro * self.grad_accum : (self.rank + 1) * self.micro * self.grad_accum]
+        return [mine[i * self.micro : (i + 1) * self.micro] for i in range(self.grad_accum)]
+
+    def epochs(self, steps: int) -> float:
+        return steps * self.global_batch / self.n
+
+
+@dataclass
+class Batch:
+    pixel_values: torch.Tensor
+    prefix: list[str]
+    target: list[str]
+    prefix_weight: list[float]
+    errors: list[str]
+
+
+def collate_examples(examples: Sequence[Example], preprocess: Callable[[list[Image.Image]], torch.Tensor],
+                     loader: Callable[[str], Image.Image] = load_image) -> Batch:
+    """Load and preprocess the images; an unreadable image drops its example and is reported in ``errors``."""
+    images, kept, errors = [], [], []
+    for ex in examples:
+        try:
+            images.append(loader(ex.image_path))
+            kept.append(ex)
+        except (OSError, ValueError) as exc:
+            errors.append(str(exc))
+    if not kept:
+        return Batch(torch.empty(0), [], [], [], errors)
+    return Batch(preprocess(images), [e.prefix for e in kept], [e.target for e in kept],
+                 [e.prefix_weight for e in kept], errors)
+
+
+def mixture(task_examples: dict[str, list[Example]], weights: dict[str, float], seed: int) -> list[Example]:
+    """Mix tasks: each task's examples are repeated / subsampled so tasks appear in ratio ``weights``
+    (relative to the largest task's size)."""
+    if len(task_examples) == 1:
+        return next(iter(task_examples.values()))
+    size = max(len(v) for v in task_examples.values())
+    total_w = sum(weights.values())
+    g = torch.Generator().manual_seed(seed)
+    out: list[Example] = []
+    for name, exs in task_examples.items():
+        want = math.ceil(size * len(task_examples) * weights[name] / total_w)
+        perm = torch.randperm(len(exs), generator=g).tolist()
+        out.extend(exs[perm[i % len(exs)]] for i in range(want))
+    return out

@@ -1,0 +1,199 @@
+"""One trainer for every assembly, on DeepSpeed.
+
+``Trainer(model, config, examples, run_dir).train(resume=...)`` runs ``train.max_steps`` optimisation
+steps of global batch ``train.batch_size`` under ``deepspeed.initialize`` (ZeRO stage, precision, gradient
+accumulation and clipping from the recipe). It works as one process or under torchrun / the deepspeed
+launcher; only the adapter's parameters reach the optimizer. Rank 0 writes ``config.yaml``, ``log.jsonl``
+and the checkpoints (see :mod:`mmadapt.training.checkpoint`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from mmadapt.config import Config, TrainConfig
+from mmadapt.errors import ConfigError
+from mmadapt.training import checkpoint as ckpt
+from mmadapt.training.data import Example, GlobalBatchOrder, collate_examples
+from mmadapt.training.distributed import all_mean, barrier, device_for_rank, init_distributed
+
+
+def cosine_with_warmup(warmup: int, total: int, min_ratio: float = 0.0):
+    """LR multiplier: linear warmup to 1 over ``warmup`` steps, then cosine decay to ``min_ratio``."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def deepspeed_config(train: TrainConfig, world_size: int) -> dict:
+    """The DeepSpeed JSON config for ``train`` (global batch, ZeRO stage, precision, clipping)."""
+    micro = train.micro_batch_size or train.batch_size // (world_size * train.grad_accum)
+    if micro * world_size * train.grad_accum != train.batch_size:
+        raise ConfigError(
+            f"train.batch_size={train.batch_size} != micro_batch_size {micro} × grad_accum {train.grad_accum} "
+            f"× world size {world_size}"
+        )
+    if train.precision == "fp16" and not torch.cuda.is_available():
+        raise ConfigError("train.precision: fp16 needs a GPU (DeepSpeed refuses it on CPU); use bf16 or fp32")
+    return {
+        "train_batch_size": train.batch_size,
+        "train_micro_batch_size_per_gpu": micro,
+        "gradient_accumulation_steps": train.grad_accum,
+        "gradient_clipping": train.clip_grad,
+        "zero_optimization": {"stage": train.zero_stage},
+        "bf16": {"enabled": train.precision == "bf16"},
+        "fp16": {"enabled": train.precision == "fp16"},
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+
+
+class Trainer:
+    def __init__(self, model: torch.nn.Module, config: Config, examples: list[Example], run_dir: str | Path,
+                 quiet: bool = False):
+        self.config = config
+        self.train_cfg = config.train
+        self.model = model
+        self.examples = examples
+        self.run_dir = Path(run_dir)
+        self.quiet = quiet
+        if not examples:
+            raise ConfigError("tasks: no training examples (does any task have a `train` dataset?)")
+        self.rank, self.world = init_distributed()
+        self.device = device_for_rank()
+        torch.manual_seed(self.train_cfg.seed)
+        self.engine = self._build_engine()
+        self.order = GlobalBatchOrder(len(examples), self.train_cfg.batch_size, self.world, self.rank,
+                                      self.train_cfg.grad_accum, self.train_cfg.seed)
+        self.step = 0
+
+    # --------------------------------------------------------------------------------------------- setup
+    def _build_engine(self):
+        import deepspeed
+
+        groups = self.model.adapter.param_groups()
+        lrs = {"default": self.train_cfg.lr, "prompt": self.train_cfg.prompt_lr}
+        param_groups = [
+            {"params": [p for p in params if p.requires_grad], "lr": lrs.get(name, self.train_cfg.lr), "name": name}
+            for name, params in groups.items()
+        ]
+        optimizer = torch.optim.AdamW(param_groups, weight_decay=self.train_cfg.weight_decay)
+        schedule = cosine_with_warmup(self.train_cfg.warmup_steps, self.train_cfg.max_steps, self.train_cfg.min_lr_ratio)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        self.model.to(self.device)
+        engine, _, _, _ = deepspeed.initialize(
+            model=self.model, optimizer=optimizer, lr_scheduler=scheduler,
+            config=deepspeed_config(self.train_cfg, self.world),
+        )
+        return engine
+
+    @property
+    def module(self):
+        return self.engine.module
+
+    # ---------------------------------------------------------------------------------------- training
+    def train(self, resume: bool = False) -> list[dict]:
+        """Run to ``train.max_steps``; returns the logged records. ``resume`` continues the latest checkpoint."""
+        if resume:
+            self._resume()
+        if self.rank == 0:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.yaml").write_text(self.config.to_yaml())
+        records: list[dict] = []
+        total = self.train_cfg.max_steps
+        bar = tqdm(total=total, initial=self.step, disable=self.quiet or self.rank != 0, desc="train", unit="step")
+        self.module.train()
+        t0 = time.perf_counter()
+        while self.step < total:
+            losses, skipped = [], []
+            for micro in self.order.micro_batches(self.step):
+                batch = collate_examples([self.examples[i] for i in micro], self.module.vision.preprocess)
+                skipped.extend(batch.errors)
+                if not batch.prefix:
+                    raise RuntimeError(f"step {self.step}: every example of a micro-batch failed: {batch.errors[:3]}")
+                loss = self.engine(batch.pixel_values.to(self.device), batch.prefix, batch.target, batch.prefix_weight)
+                self.engine.backward(loss)
+                self.engine.step()
+                losses.append(loss.item())
+            self.step += 1
+            loss_value = all_mean(sum(losses) / len(losses))
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_value:.4f}")
+            record = {"step": self.step, "loss": loss_value, "lr": self._lrs(),
+                      "epoch": round(self.order.epochs(self.step), 4), "time": round(time.perf_counter() - t0, 3)}
+            if skipped:
+                record["skipped"] = skipped
+            records.append(record)
+            if self.rank == 0 and (self.step % self.train_cfg.log_every == 0 or self.step == total or skipped):
+                with open(self.run_dir / "log.jsonl", "a") as f:
+                    f.write(json.dumps(record) + "\n")
+            if (self.train_cfg.save_every and self.step % self.train_cfg.save_every == 0) or self.step == total:
+                self.save_checkpoint()
+        bar.close()
+        return records
+
+    def _lrs(self) -> dict[str, float]:
+        return {g.get("name", str(i)): g["lr"] for i, g in enumerate(self.engine.optimizer.param_groups)}
+
+    # -------------------------------------------------------------------------------------- checkpoints
+    def adapter_state_dict(self) -> dict[str, torch.Tensor]:
+        """Full adapter weights on every rank (gathered from the ZeRO-3 partitions when needed)."""
+        import deepspeed
+
+        adapter = self.module.adapter
+        params = list(adapter.parameters())
+        if self.train_cfg.zero_stage == 3:
+            with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
+                return {k: v.detach().clone().cpu() for k, v in adapter.state_dict().items()}
+        return {k: v.detach().clone().cpu() for k, v in adapter.state_dict().items()}
+
+    def save_checkpoint(self) -> Path:
+        tmp = ckpt.temp_dir(self.run_dir, self.step)
+        state = self.adapter_state_dict()  # collective under ZeRO-3: every rank calls it
+        if self.rank == 0:
+            tmp.mkdir(parents=True, exist_ok=True)
+            self.module.save_pretrained(tmp, state_dict=state)
+        barrier()
+        self.engine.save_checkpoint(str(tmp), tag="deepspeed", save_latest=False, exclude_frozen_parameters=True)
+        if self.rank == 0:  # data order is a function of the step; the torch RNG covers everything else
+            save_file({"torch": torch.get_rng_state()}, str(tmp / "rng_state.safetensors"))
+            ckpt.write_json(tmp / "trainer_state.json", {"step": self.step, "world_size": self.world})
+        barrier()
+        final = ckpt.checkpoint_dir(self.run_dir, self.step)
+        if self.rank == 0:
+            final = ckpt.finalize(self.run_dir, self.step, self.train_cfg.keep_checkpoints)
+        barrier()
+        return final
+
+    def _resume(self) -> None:
+        latest = ckpt.latest_checkpoint(self.run_dir)
+        if latest is None:
+            raise ConfigError(f"--resume: no complete checkpoint under {self.run_dir / 'checkpoints'}")
+        state = json.loads((latest / "trainer_state.json").read_text())
+        self.engine.load_checkpoint(str(latest), tag="deepspeed", load_module_strict=False)
+        adapter_state = load_file(str(latest / "adapter_model.safetensors"))
+        import deepspeed
+
+        params = list(self.module.adapter.parameters())
+        if self.train_cfg.zero_stage == 3:
+            with deepspeed.zero.GatheredParameters(params, modifier_rank=0):
+                self.module.adapter.load_state_dict(adapter_state)
+        else:
+            self.module.adapter.load_state_dict(adapter_state)
+        rng = load_file(str(latest / "rng_state.safetensors"))
+        torch.set_rng_state(rng["torch"])
+        self.step = int(state["step"])
+

@@ -1,0 +1,98 @@
+"""Tiny random backbones built from configs in milliseconds, for unit tests (no zoo, no download)."""
+
+from __future__ import annotations
+
+import functools
+
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+from transformers import (GPT2Config, GPT2LMHeadModel, OPTConfig, OPTForCausalLM, PreTrainedTokenizerFast,
+                          ViTConfig, ViTImageProcessor, ViTModel)
+
+from mmadapt.backbones.lm import CausalLM
+from mmadapt.backbones.vision import HFViT
+from mmadapt.data.scenes import COLORS, SHAPES
+
+WORDS = ["question", "answer", "caption", "what", "color", "is", "the", "shape", "object", "how", "many",
+         "objects", "are", "there", "on", "left", "or", "right", "a", "small", "large", "and", "top", "bottom",
+         "picture", "of", "yes", "no", "1", "2", "3", ":", "?", ".", ",", *COLORS, *SHAPES]
+
+
+@functools.lru_cache(maxsize=None)
+def word_tokenizer() -> PreTrainedTokenizerFast:
+    """A word-level tokenizer over the scenes vocabulary, OPT-style (``</s>`` as BOS and EOS)."""
+    vocab = {"<pad>": 0, "<unk>": 1, "</s>": 2}
+    for w in WORDS:
+        vocab.setdefault(w, len(vocab))
+    tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tk.normalizer = normalizers.Lowercase()
+    tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace(), pre_tokenizers.Punctuation()])
+    tk.post_processor = processors.TemplateProcessing(single="</s> $A", special_tokens=[("</s>", 2)])
+    from tokenizers import decoders
+
+    tk.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
+    return PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="</s>", eos_token="</s>", pad_token="<pad>",
+                                   unk_token="<unk>")
+
+
+def tiny_lm(kind: str = "opt", layers: int = 4, hidden: int = 32, seed: int = 0) -> CausalLM:
+    import torch
+
+    torch.manual_seed(seed)
+    tok = word_tokenizer()
+    if kind == "opt":
+        cfg = OPTConfig(vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=layers, ffn_dim=2 * hidden,
+                        num_attention_heads=2, max_position_embeddings=128, word_embed_proj_dim=hidden,
+                        pad_token_id=0, bos_token_id=2, eos_token_id=2, dropout=0.0)
+        model = OPTForCausalLM(cfg)
+    elif kind == "gpt2":
+        cfg = GPT2Config(vocab_size=len(tok), n_embd=hidden, n_layer=layers, n_head=2, n_positions=128,
+                         bos_token_id=2, eos_token_id=2, pad_token_id=0)
+        model = GPT2LMHeadModel(cfg)
+    else:
+        raise ValueError(kind)
+    model.config._attn_implementation = "sdpa"
+    return CausalLM(model, tok)
+
+
+def tiny_vit(layers: int = 4, hidden: int = 24, seed: int = 0) -> HFViT:
+    import torch
+
+    torch.manual_seed(seed)
+    cfg = ViTConfig(image_size=32, patch_size=8, hidden_size=hidden, num_hidden_layers=layers,
+                    num_attention_heads=2, intermediate_size=2 * hidden)
+    model = ViTModel(cfg, add_pooling_layer=False)
+    proc = ViTImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    return HFViT(model, proc, model.layernorm, identity="test:tiny-vit")
+
+
+def tiny_config(scenes_root, output_dir, **train):
+    """A two-task (VQA + caption) config on the synthetic scenes at ``scenes_root`` for tiny models."""
+    from mmadapt.config import Config
+
+    ds = lambda split, n: {"format": "synthetic_scenes", "root": str(scenes_root), "split": split, "n_images": n}  # noqa: E731
+    raw = {
+        "model": {"lm": {"name": "test:tiny-opt"}, "vision": {"name": "test:tiny-vit", "kind": "hf_vit"},
+                  "adapter": {"name": "epalm", "n_injected": 2, "prompt_len": 3, "prompt_mlp_hidden": 8}},
+        "tasks": {"vqa": {"train": ds("train", 24), "eval": ds("val", 6), "max_new_tokens": 3},
+                  "caption": {"train": ds("train", 24), "eval": ds("val", 6), "prompt": "caption:",
+                              "max_new_tokens": 8}},
+        "train": {"max_steps": 4, "batch_size": 8, "lr": 1e-2, "prompt_lr": 1e-2, "warmup_steps": 1,
+                  "log_every": 1, **train},
+        "eval": {"batch_size": 4},
+        "output_dir": str(output_dir),
+    }
+    return Config.from_dict(raw)
+
+
+def make_model(config, lm_kind: str = "opt", seed: int = 0):
+    """The PerceptualLM of ``config`` built on tiny random backbones (same seed → same weights)."""
+    import torch
+
+    from mmadapt.adapters.epalm import EPALM
+    from mmadapt.models.perceptual_lm import PerceptualLM
+
+    model_cfg = getattr(config, "model", config)  # a full Config or its ModelConfig
+    lm, vit = tiny_lm(lm_kind, seed=seed), tiny_vit(seed=seed)
+    torch.manual_seed(seed + 1)
+    adapter = EPALM(model_cfg.adapter, vit.hidden_size, vit.num_layers, lm)
+    return PerceptualLM(model_cfg, lm, vit, adapter)
