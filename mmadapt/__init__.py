@@ -12,11 +12,12 @@ The public API (see the README for a walk-through)::
 from mmadapt.api import TrainResult, build_model, build_tasks, evaluate, load_recipe, train
 from mmadapt.config import Config
 from mmadapt.errors import ConfigError, DataError, MMAdaptError
+from mmadapt.io.image import load_image
 from mmadapt.models.perceptual_lm import PerceptualLM
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Config", "ConfigError", "DataError", "MMAdaptError", "PerceptualLM", "TrainResult", "__version__",
-    "build_model", "build_tasks", "evaluate", "load_recipe", "train",
+    "build_model", "build_tasks", "evaluate", "load_image", "load_recipe", "train",
 ]

@@ -65,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if getattr(args, "quiet", False):
         os.environ["MMADAPT_QUIET"] = "1"
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     try:
         return _dispatch(args)
     except MMAdaptError as exc:

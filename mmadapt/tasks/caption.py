@@ -31,7 +31,8 @@ class CaptionTask(Task):
         if ds.format == "karpathy":
             if not ds.split:
                 raise ConfigError(f"tasks.{self.key}.{split}.split: required for format karpathy")
-            samples = load_karpathy(ds.annotations, ds.image_root, ds.split)
+            parts = tuple(ds.split.split("+"))  # e.g. "train+restval", the usual 113k training images
+            samples = load_karpathy(ds.annotations, ds.image_root, parts if len(parts) > 1 else parts[0])
         elif ds.format == "synthetic_scenes":
             from mmadapt.data.synthetic import load_scenes_captions
 

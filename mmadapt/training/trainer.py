@@ -61,6 +61,27 @@ def deepspeed_config(train: TrainConfig, world_size: int) -> dict:
     }
 
 
+def _drop_frozen_aliases(engine) -> None:
+    """Keep every name of a frozen parameter out of DeepSpeed's checkpoints.
+
+    ``save_checkpoint(exclude_frozen_parameters=True)`` drops frozen weights by their ``named_parameters()``
+    names, which name a shared parameter once; the backbones' aliases (``lm.layers.*``, the tied LM head,
+    ``lm.position_embedding``, ``vision.final_norm``) stayed in ``module`` — every checkpoint carried a copy
+    of the frozen LM's layers. The adapter's weights and the optimizer state are all a resume needs.
+    """
+    frozen = {n for n, p in engine.module.named_parameters(remove_duplicate=False) if not p.requires_grad}
+    original = engine.module_state_dict
+
+    def module_state_dict(*args, exclude_frozen_parameters: bool = False, **kwargs):
+        sd = original(*args, exclude_frozen_parameters=exclude_frozen_parameters, **kwargs)
+        if exclude_frozen_parameters and sd is not None:
+            for name in frozen.intersection(sd):
+                del sd[name]
+        return sd
+
+    engine.module_state_dict = module_state_dict
+
+
 class Trainer:
     def __init__(self, model: torch.nn.Module, config: Config, examples: list[Example], run_dir: str | Path,
                  quiet: bool = False):
@@ -98,6 +119,7 @@ class Trainer:
             model=self.model, optimizer=optimizer, lr_scheduler=scheduler,
             config=deepspeed_config(self.train_cfg, self.world),
         )
+        _drop_frozen_aliases(engine)
         return engine
 
     @property
@@ -107,6 +129,8 @@ class Trainer:
     # ---------------------------------------------------------------------------------------- training
     def train(self, resume: bool = False) -> list[dict]:
         """Run to ``train.max_steps``; returns the logged records. ``resume`` continues the latest checkpoint."""
+        if getattr(self, "_released", False):
+            raise RuntimeError("this ZeRO-3 Trainer has handed its model back; build a new Trainer to train again")
         if resume:
             self._resume()
         if self.rank == 0:
@@ -143,7 +167,34 @@ class Trainer:
             if (self.train_cfg.save_every and self.step % self.train_cfg.save_every == 0) or self.step == total:
                 self.save_checkpoint()
         bar.close()
+        if self.train_cfg.zero_stage == 3:
+            self._release_zero3()
         return records
+
+    def _release_zero3(self) -> None:
+        """Hand the model back whole after ZeRO-3 training.
+
+        ZeRO-3 leaves every parameter partitioned across ranks (``param.data`` is an empty tensor outside a
+        forward), so the module that :meth:`train` returns would save an *empty* adapter with
+        ``save_pretrained`` and could not be evaluated or trained again. Gather each parameter (collective:
+        every rank calls this), switch off DeepSpeed's hooks and put plain parameters in place (tied
+        parameters stay tied). The engine cannot step any more afterwards.
+        """
+        import deepspeed
+
+        module = self.module
+        whole: dict[int, torch.nn.Parameter] = {}
+        for p in module.parameters():
+            with deepspeed.zero.GatheredParameters([p], modifier_rank=None):
+                whole[id(p)] = torch.nn.Parameter(p.data.detach().clone(), requires_grad=p.requires_grad)
+        self.engine.destroy()  # removes ZeRO-3's module hooks
+        for name in ("module_forward_pre_hook", "module_forward_post_hook"):
+            hook = getattr(self.engine, name, None)
+            if hook is not None:
+                hook.remove()
+        for sub in module.modules():  # also drops DeepSpeed's auto-gathering ZeROOrderedDict
+            sub._parameters = {k: (None if p is None else whole[id(p)]) for k, p in sub._parameters.items()}
+        self._released = True
 
     def _lrs(self) -> dict[str, float]:
         return {g.get("name", str(i)): g["lr"] for i, g in enumerate(self.engine.optimizer.param_groups)}
@@ -196,4 +247,10 @@ class Trainer:
         rng = load_file(str(latest / "rng_state.safetensors"))
         torch.set_rng_state(rng["torch"])
         self.step = int(state["step"])
+        log = self.run_dir / "log.jsonl"
+        if self.rank == 0 and log.is_file():  # a killed run may have logged steps past its last checkpoint
+            lines = [ln for ln in log.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= self.step]
+            tmp = log.with_suffix(".jsonl.tmp")
+            tmp.write_text("".join(ln + "\n" for ln in lines))
+            tmp.replace(log)
 
