@@ -93,7 +93,8 @@ class HFCLIPVision(_HFVisionEncoder):
         model = CLIPVisionModel.from_pretrained(path, dtype=DTYPES[dtype],
                                                 attn_implementation=attn_implementation, revision=revision)
         processor = AutoImageProcessor.from_pretrained(path, revision=revision)
-        return cls(model, processor, model.vision_model.post_layernorm,
+        tower = getattr(model, "vision_model", model)  # transformers 5 flattened CLIPVisionModel
+        return cls(model, processor, tower.post_layernorm,
                    identity=f"hf_clip_vision:{name}@{revision or 'main'}")
 
 
