@@ -1,0 +1,159 @@
+"""The offline zoo: deterministic builds, loadable by the real Hugging Face loaders, verified cache entries
+that are rebuilt when missing or corrupt. Quick specs (a few training steps) keep this fast; the full
+models are exercised by the slow README / demo tests."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+
+from mmadapt import zoo
+from mmadapt.zoo import cache
+
+
+@pytest.fixture(scope="module")
+def quick_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("zoo")
+
+
+@pytest.fixture(scope="module")
+def quick_opt(quick_root) -> Path:
+    return zoo.build_entry("zoo:tiny-opt", root=quick_root, quick=True)
+
+
+@pytest.fixture(scope="module")
+def quick_vit(quick_root) -> Path:
+    return zoo.build_entry("zoo:tiny-vit", root=quick_root, quick=True)
+
+
+def _hashes(entry: Path) -> dict[str, str]:
+    return {k: v["sha256"] for k, v in cache.read_manifest(entry)["files"].items()}
+
+
+def test_names_resolve_and_unknown_names_fail():
+    assert zoo.zoo_names() == ["zoo:tiny-opt", "zoo:tiny-vit"]
+    assert zoo.resolve_pretrained("facebook/opt-125m") == "facebook/opt-125m"
+    assert zoo.resolve_pretrained("/some/local/path") == "/some/local/path"
+    with pytest.raises(ValueError, match="unknown zoo model 'zoo:tiny-llama'"):
+        zoo.zoo_spec("zoo:tiny-llama")
+    with pytest.raises(KeyError, match="unknown zoo spec key 'modle'"):
+        zoo.zoo_spec("zoo:tiny-opt", {"modle": {}})
+
+
+def test_spec_changes_give_separate_entries(tmp_path):
+    a = cache.entry_dir(tmp_path, "zoo:tiny-opt", zoo.zoo_spec("zoo:tiny-opt"))
+    b = cache.entry_dir(tmp_path, "zoo:tiny-opt", zoo.zoo_spec("zoo:tiny-opt", {"seed": 1}))
+    assert a != b and a.name.startswith("tiny-opt-") and a.parent == tmp_path / "zoo"
+    assert a == cache.entry_dir(tmp_path, "zoo:tiny-opt", zoo.zoo_spec("zoo:tiny-opt"))
+
+
+def test_tiny_opt_loads_with_the_auto_classes(quick_opt):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(quick_opt)
+    model = AutoModelForCausalLM.from_pretrained(quick_opt)
+    assert model.config.model_type == "opt"
+    text = "question: what color is the circle? answer: red"
+    ids = tok(text)["input_ids"]
+    assert ids[0] == tok.bos_token_id == tok.eos_token_id  # OPT convention: </s> starts every sequence
+    assert tok.decode(ids, skip_special_tokens=True) == text
+    assert tok.pad_token_id not in (tok.eos_token_id, None)
+    logits = model(input_ids=torch.tensor([ids])).logits
+    assert logits.shape == (1, len(ids), len(tok)) and torch.isfinite(logits).all()
+    manifest = cache.read_manifest(quick_opt)
+    assert manifest["name"] == "zoo:tiny-opt" and manifest["spec"]["train"]["steps"] == 5
+    assert {"answer_accuracy", "kv_accuracy", "n_params"} <= set(manifest["metrics"])
+
+
+def test_tiny_vit_loads_with_the_auto_classes(quick_vit):
+    from transformers import AutoImageProcessor, ViTModel
+
+    from mmadapt.backbones.vision import HFViT
+    from mmadapt.data.scenes import render_scene, sample_scene
+
+    import random
+
+    rng = random.Random(0)
+    image = render_scene(sample_scene(rng), 64, rng)
+    processor = AutoImageProcessor.from_pretrained(quick_vit)
+    pixels = processor(images=[image], return_tensors="pt")["pixel_values"]
+    assert pixels.shape == (1, 3, 64, 64)
+    model = ViTModel.from_pretrained(quick_vit, add_pooling_layer=False)
+    assert model.config.num_hidden_layers == 2
+    enc = HFViT.from_pretrained(str(quick_vit))
+    cls = enc.layer_cls(enc.preprocess([image]))
+    assert cls.shape == (1, 2, 32) and not any(p.requires_grad for p in enc.parameters())
+    assert {"table", "color", "count"} <= set(cache.read_manifest(quick_vit)["metrics"]["accuracy"])
+
+
+def test_builds_are_deterministic(quick_opt, quick_vit, tmp_path):
+    """Same spec, another cache root → byte-identical weights and tokenizer."""
+    assert _hashes(zoo.build_entry("zoo:tiny-opt", root=tmp_path, quick=True)) == _hashes(quick_opt)
+    assert _hashes(zoo.build_entry("zoo:tiny-vit", root=tmp_path, quick=True)) == _hashes(quick_vit)
+
+
+def test_a_verified_entry_is_reused_without_building(quick_opt, quick_root, monkeypatch):
+    def no_build(*_):
+        raise AssertionError("a valid entry must not be rebuilt")
+
+    spec = zoo.zoo_spec("zoo:tiny-opt", quick=True)
+    assert cache.get_or_build("zoo:tiny-opt", spec, no_build, root=quick_root) == quick_opt
+
+
+@pytest.mark.parametrize("damage", ["truncate_weights", "flip_a_byte", "delete_tokenizer", "garble_manifest",
+                                    "delete_manifest", "wrong_spec_hash", "delete_entry"])
+def test_missing_or_corrupt_entries_are_rebuilt(tmp_path, damage, caplog):
+    entry = zoo.build_entry("zoo:tiny-opt", root=tmp_path, quick=True)
+    good = _hashes(entry)
+    weights = entry / "model.safetensors"
+    if damage == "truncate_weights":
+        weights.write_bytes(weights.read_bytes()[:100])
+    elif damage == "flip_a_byte":
+        blob = bytearray(weights.read_bytes())
+        blob[-1] ^= 0xFF
+        weights.write_bytes(bytes(blob))
+    elif damage == "delete_tokenizer":
+        (entry / "tokenizer.json").unlink()
+    elif damage == "garble_manifest":
+        (entry / cache.MANIFEST).write_text("{not json")
+    elif damage == "delete_manifest":
+        (entry / cache.MANIFEST).unlink()
+    elif damage == "wrong_spec_hash":
+        manifest = cache.read_manifest(entry)
+        manifest["spec_hash"] = "0" * 12
+        (entry / cache.MANIFEST).write_text(json.dumps(manifest))
+    else:
+        import shutil
+
+        shutil.rmtree(entry)
+    assert cache.verify_entry(entry, cache.spec_hash(zoo.zoo_spec("zoo:tiny-opt", quick=True))) is not None
+    with caplog.at_level(logging.INFO, logger="mmadapt.zoo"):
+        again = zoo.build_entry("zoo:tiny-opt", root=tmp_path, quick=True)
+    assert again == entry and _hashes(again) == good
+    assert cache.verify_entry(again) is None
+    expected = "building" if damage == "delete_entry" else "rebuilding"
+    assert any(expected in rec.getMessage() for rec in caplog.records)
+    assert not list((tmp_path / "zoo").glob(".*tmp-*")), "no temporary build directory may be left behind"
+
+
+def test_a_failed_build_leaves_no_entry(tmp_path):
+    def broken(out_dir: Path, spec: dict, progress: bool) -> dict:
+        (out_dir / "model.safetensors").write_bytes(b"half")
+        raise RuntimeError("killed mid-build")
+
+    spec = {"name": "zoo:broken", "x": 1}
+    with pytest.raises(RuntimeError, match="killed mid-build"):
+        cache.get_or_build("zoo:broken", spec, broken, root=tmp_path)
+    assert cache.verify_entry(cache.entry_dir(tmp_path, "zoo:broken", spec)) == "missing"
+    assert not any(p.name.startswith(".broken") for p in (tmp_path / "zoo").iterdir())
+
+
+def test_mmadapt_home_sets_the_cache_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("MMADAPT_HOME", str(tmp_path / "home"))
+    assert zoo.cache_root() == tmp_path / "home"
+    monkeypatch.delenv("MMADAPT_HOME")
+    assert zoo.cache_root() == Path.home() / ".cache" / "mmadapt"
