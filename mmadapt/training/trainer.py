@@ -10,7 +10,6 @@ and the checkpoints (see :mod:`mmadapt.training.checkpoint`).
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 
@@ -22,19 +21,8 @@ from mmadapt.config import Config, TrainConfig
 from mmadapt.errors import ConfigError
 from mmadapt.training import checkpoint as ckpt
 from mmadapt.training.data import Example, GlobalBatchOrder, collate_examples
+from mmadapt.training.schedule import cosine_with_warmup
 from mmadapt.training.distributed import all_mean, barrier, device_for_rank, init_distributed
-
-
-def cosine_with_warmup(warmup: int, total: int, min_ratio: float = 0.0):
-    """LR multiplier: linear warmup to 1 over ``warmup`` steps, then cosine decay to ``min_ratio``."""
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / max(1, warmup)
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return factor
 
 
 def deepspeed_config(train: TrainConfig, world_size: int) -> dict:

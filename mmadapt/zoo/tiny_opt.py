@@ -27,7 +27,6 @@ split off, so that ``decode(encode(x)) == x``; trained deterministically) follow
 
 from __future__ import annotations
 
-import math
 import random
 import string
 import time
@@ -36,6 +35,7 @@ from pathlib import Path
 import torch
 
 from mmadapt.data import scenes as S
+from mmadapt.zoo.pretrain import autocast, pretrain
 
 CODE_VERSION = 2
 
@@ -326,14 +326,6 @@ def sinusoidal_positions(n: int, dim: int) -> torch.Tensor:
     return table.float()
 
 
-def lr_lambda(step: int, *, steps: int, warmup: int, min_ratio: float) -> float:
-    """Linear warmup to 1, then cosine down to ``min_ratio``."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, steps - warmup)
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
 @torch.no_grad()
 def answer_accuracy(model, tokenizer, examples: list[tuple[str, str, str]], batch_size: int = 100) -> dict:
     """Teacher-forced answer accuracy: every answer token is the argmax given the prompt (and the answer
@@ -370,7 +362,6 @@ def _eval_examples(rng: random.Random, n_vqa: int, n_kv: int) -> list[tuple[str,
 
 def build(out_dir: Path, spec: dict, progress: bool = True) -> dict:
     """Train the tokenizer and the LM of ``spec`` and save both to ``out_dir``; return build metrics."""
-    from tqdm.auto import tqdm
     from transformers import OPTConfig, OPTForCausalLM
 
     t0 = time.perf_counter()
@@ -409,34 +400,20 @@ def build(out_dir: Path, spec: dict, progress: bool = True) -> dict:
         rng = random.Random(f"{seed}/lm-train")
         examples = [task_example(rng, tr["mix"], tr["max_questions"]) for _ in range(steps * bs)]
         encoded = _encode_examples(tokenizer, examples, float(tr["prompt_loss_weight"]))
-        decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed_positions" not in n]
-        no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed_positions" not in n)]
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": tr["weight_decay"]},
-                                 {"params": no_decay, "weight_decay": 0.0}], lr=tr["lr"], betas=(0.9, 0.98))
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(
-            s, steps=steps, warmup=int(tr["warmup_steps"]), min_ratio=float(tr["min_lr_ratio"])))
         model.train()
-        bar = tqdm(range(steps), desc="zoo:tiny-opt pretrain", disable=not progress, leave=False)
-        ema = None
-        t_train = time.perf_counter()
-        for step in bar:
+
+        def step_loss(step: int) -> torch.Tensor:
             chunk = encoded[step * bs : (step + 1) * bs]
             ids, mask = _pad_batch([i for i, _ in chunk], tokenizer.pad_token_id)
             weights = torch.zeros(ids.shape)
             for row, (_, w) in enumerate(chunk):
                 weights[row, : len(w)] = torch.tensor(w)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(tr["bf16_autocast"])):
+            with autocast(tr):
                 logits = model(input_ids=ids, attention_mask=mask).logits
-            loss = _weighted_lm_loss(logits, ids, weights)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), tr["grad_clip"])
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
-            ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
-            if step % 20 == 0:
-                bar.set_postfix(loss=f"{ema:.3f}")
-        t_train = time.perf_counter() - t_train
+            return _weighted_lm_loss(logits, ids, weights)
+
+        ema, t_train = pretrain(model.named_parameters(), lambda n, p: p.dim() < 2 or "embed_positions" in n,
+                                step_loss, tr, betas=(0.9, 0.98), desc="zoo:tiny-opt pretrain", progress=progress)
         model.eval()
 
         ev = spec["eval"]

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from mmadapt.data import scenes as S
-from mmadapt.zoo.tiny_opt import lr_lambda
+from mmadapt.zoo.pretrain import autocast, pretrain
 
 CODE_VERSION = 2
 
@@ -155,7 +155,6 @@ def attribute_accuracy(vit, head: torch.nn.Module, batches) -> dict[str, float]:
 
 def build(out_dir: Path, spec: dict, progress: bool = True) -> dict:
     """Pretrain the ViT of ``spec`` on rendered scenes; save it and its image processor to ``out_dir``."""
-    from tqdm.auto import tqdm
     from transformers import ViTConfig, ViTModel
 
     t0 = time.perf_counter()
@@ -181,34 +180,21 @@ def build(out_dir: Path, spec: dict, progress: bool = True) -> dict:
         n_params = sum(p.numel() for p in vit.parameters())
 
         params = list(vit.named_parameters()) + [("head." + n, p) for n, p in head.named_parameters()]
-        decay = [p for n, p in params if p.dim() >= 2 and "position_embeddings" not in n and "cls_token" not in n]
-        no_decay = [p for n, p in params if not (p.dim() >= 2 and "position_embeddings" not in n
-                                                  and "cls_token" not in n)]
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": tr["weight_decay"]},
-                                 {"params": no_decay, "weight_decay": 0.0}], lr=tr["lr"], betas=(0.9, 0.99))
-        steps, bs = int(tr["steps"]), int(tr["batch_size"])
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(
-            s, steps=steps, warmup=int(tr["warmup_steps"]), min_ratio=float(tr["min_lr_ratio"])))
-
+        bs = int(tr["batch_size"])
         rng = random.Random(f"{seed}/vit-train")
         vit.train()
-        bar = tqdm(range(steps), desc="zoo:tiny-vit pretrain", disable=not progress, leave=False)
-        ema = None
-        t_train = time.perf_counter()
-        for step in bar:
+
+        def step_loss(step: int) -> torch.Tensor:
             pixels, targets = _batch(rng, bs, m["image_size"], processor)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(tr["bf16_autocast"])):
+            with autocast(tr):
                 logits = head(vit(pixel_values=pixels).last_hidden_state[:, 0])
-            loss = table_loss(logits, targets)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_([p for _, p in params], tr["grad_clip"])
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
-            ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
-            if step % 20 == 0:
-                bar.set_postfix(loss=f"{ema:.3f}")
-        t_train = time.perf_counter() - t_train
+            return table_loss(logits, targets)
+
+        def no_decay(name: str, p: torch.Tensor) -> bool:
+            return p.dim() < 2 or "position_embeddings" in name or "cls_token" in name
+
+        ema, t_train = pretrain(params, no_decay, step_loss, tr, betas=(0.9, 0.99),
+                                desc="zoo:tiny-vit pretrain", progress=progress)
 
         ev = spec["eval"]
         eval_rng = random.Random(f"{seed}/vit-eval")
