@@ -3,21 +3,23 @@
 The public API (see the README for a walk-through)::
 
     mmadapt.load_recipe(path, overrides)  -> Config
-    mmadapt.build_model(config)           -> PerceptualLM (frozen LM + frozen encoder + adapter)
+    mmadapt.build_model(config)           -> PerceptualLM (frozen LM + frozen encoder + adapter), or
+                                             AdaptedEncoder (tokenizer + frozen shared encoder + head)
     mmadapt.train(config, model=...)      -> TrainResult (DeepSpeed; checkpoints in the PEFT layout)
     mmadapt.evaluate(model, config)       -> {task: scores}
-    PerceptualLM.save_pretrained / from_pretrained / print_trainable_parameters
+    model.save_pretrained / Cls.from_pretrained / model.print_trainable_parameters
 """
 
 from mmadapt.api import TrainResult, build_model, build_tasks, evaluate, load_recipe, train
 from mmadapt.config import Config
 from mmadapt.errors import ConfigError, DataError, MMAdaptError
 from mmadapt.io.image import load_image
+from mmadapt.models.adapted_encoder import AdaptedEncoder
 from mmadapt.models.perceptual_lm import PerceptualLM
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Config", "ConfigError", "DataError", "MMAdaptError", "PerceptualLM", "TrainResult", "__version__",
+    "AdaptedEncoder", "Config", "ConfigError", "DataError", "MMAdaptError", "PerceptualLM", "TrainResult", "__version__",
     "build_model", "build_tasks", "evaluate", "load_image", "load_recipe", "train",
 ]

@@ -21,9 +21,9 @@ from pathlib import Path
 from mmadapt import registry
 from mmadapt.config import Config
 from mmadapt.errors import ConfigError
-from mmadapt.models.perceptual_lm import PerceptualLM
+from mmadapt.models.base import Assembly
 from mmadapt.tasks.base import Task
-from mmadapt.training.data import Example, mixture
+from mmadapt.training.data import mixture
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Config:
@@ -32,28 +32,47 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Config:
 
 
 def build_tasks(config: Config) -> dict[str, Task]:
-    """The recipe's tasks; ``tasks.<key>`` names a registered task (``vqa``, ``caption``) or sets ``type``."""
+    """The recipe's tasks; ``tasks.<key>`` names a registered task (``vqa``, ``caption``, ``classification``,
+    ``regression``), optionally with a suffix (``vqa_gqa``)."""
     if not config.tasks:
         raise ConfigError("tasks: at least one task is required (e.g. tasks.vqa)")
     tasks = {}
     for key, task_cfg in config.tasks.items():
         kind = key.split("_")[0] if key not in registry.names("tasks") else key
         try:
-            tasks[key] = registry.get("tasks", kind)(key, task_cfg)
+            task_cls = registry.get("tasks", kind)
         except KeyError as exc:
-            raise ConfigError(f"tasks.{key}: {exc.args[0]} (name the task vqa / caption, or vqa_<suffix>)") from None
+            raise ConfigError(f"tasks.{key}: {exc.args[0]} (name the task after one, e.g. vqa or vqa_<suffix>)") from None
+        tasks[key] = task_cls(key, task_cfg, config.model)
     return tasks
 
 
-def build_model(config: Config) -> PerceptualLM:
-    """Load the frozen backbones and build the adapter named in ``config.model``."""
-    if config.model.adapter is None:
+def build_model(config: Config, tasks: dict[str, Task] | None = None) -> Assembly:
+    """Load the frozen backbones and build the trained parts named in ``config.model``.
+
+    For an ``adapted_encoder`` whose ``model.head.n_outputs`` is not set, the (single) task's training data
+    give the classes; they are written into ``config.model.head`` so that ``save_pretrained`` keeps them.
+    """
+    model_cfg = config.model
+    if model_cfg.assembly == "perceptual_lm" and model_cfg.adapter is None:
         raise ConfigError("model.adapter: missing (e.g. model.adapter.name=epalm)")
-    assembly = registry.get("assemblies", config.model.assembly)
-    return assembly.from_config(config.model)
+    if model_cfg.assembly == "adapted_encoder" and model_cfg.head.n_outputs is None:
+        tasks = tasks or build_tasks(config)
+        if len(tasks) != 1:
+            raise ConfigError(f"tasks: an adapted_encoder has one head, so one task (got {', '.join(tasks)})")
+        (task,) = tasks.values()
+        if not hasattr(task, "n_outputs"):
+            raise ConfigError(f"tasks.{task.key}: an adapted_encoder needs a classification or regression task")
+        model_cfg.head.n_outputs = task.n_outputs()
+        if task.name == "classification":
+            model_cfg.head.classes = task.classes()
+        if model_cfg.head.name == "classification" and task.name == "regression":
+            model_cfg.head.name = "regression"
+    assembly = registry.get("assemblies", model_cfg.assembly)
+    return assembly.from_config(model_cfg)
 
 
-def training_examples(config: Config, tasks: dict[str, Task] | None = None) -> list[Example]:
+def training_examples(config: Config, tasks: dict[str, Task] | None = None) -> list:
     """Every task's training examples, mixed by ``sample_weight`` (reads annotations, checks images exist)."""
     tasks = tasks or build_tasks(config)
     per_task = {k: t.train_examples() for k, t in tasks.items()}
@@ -67,18 +86,18 @@ def training_examples(config: Config, tasks: dict[str, Task] | None = None) -> l
 class TrainResult:
     run_dir: Path
     records: list[dict]
-    model: PerceptualLM
+    model: Assembly
     scores: dict[str, dict] = field(default_factory=dict)
 
 
-def train(config: Config, *, model: PerceptualLM | None = None, resume: bool = False,
+def train(config: Config, *, model: Assembly | None = None, resume: bool = False,
           evaluate_after: bool = False, quiet: bool = False) -> TrainResult:
     """Train the adapter of ``config`` (data are read and checked before any weights load)."""
     from mmadapt.training.trainer import Trainer
 
     tasks = build_tasks(config)
     examples = training_examples(config, tasks)
-    model = model or build_model(config)
+    model = model or build_model(config, tasks)
     trainer = Trainer(model, config, examples, config.output_dir, quiet=quiet)
     records = trainer.train(resume=resume)
     result = TrainResult(Path(config.output_dir), records, trainer.module)
@@ -87,7 +106,7 @@ def train(config: Config, *, model: PerceptualLM | None = None, resume: bool = F
     return result
 
 
-def evaluate(model: PerceptualLM, config: Config, *, tasks: dict[str, Task] | None = None,
+def evaluate(model: Assembly, config: Config, *, tasks: dict[str, Task] | None = None,
              out_dir: str | Path | None = None, quiet: bool = False) -> dict[str, dict]:
     """Score ``model`` on every task that has an ``eval`` dataset; files go to ``<output_dir>/eval``."""
     tasks = tasks or build_tasks(config)

@@ -94,10 +94,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "eval":
         import mmadapt
-        from mmadapt.models.perceptual_lm import PerceptualLM
+        from mmadapt.models.base import Assembly
 
         cfg = mmadapt.load_recipe(args.recipe, args.overrides)
-        model = PerceptualLM.from_pretrained(args.adapter)
+        model = Assembly.from_pretrained(args.adapter)  # the assembly named in its adapter_config.json
         scores = mmadapt.evaluate(model, cfg, out_dir=args.out, quiet=args.quiet)
         print(json.dumps({task: _headline(s) for task, s in scores.items()}))
         return 0
@@ -139,6 +139,9 @@ def _headline(scores: dict) -> dict:
     """The few numbers worth a terminal line (the full objects are in eval/*.json)."""
     if "overall" in scores:
         return {"overall": scores["overall"], "perAnswerType": scores.get("perAnswerType")}
+    if "accuracy" in scores or "mse" in scores:
+        keep = ("accuracy", "mean_class_accuracy", "mse", "mae", "r2", "baselines", "n_errors")
+        return {k: scores[k] for k in keep if k in scores}
     return {k: v for k, v in scores.items() if k in ("Bleu_4", "METEOR", "ROUGE_L", "CIDEr", "SPICE")}
 
 

@@ -40,11 +40,53 @@ class BackboneConfig:
 
 
 @dataclass
+class HeadConfig:
+    """The task head of an ``adapted_encoder``: ``classification`` (cross-entropy) or ``regression`` (MSE).
+
+    ``classes`` / ``n_outputs`` are filled from the training data when the model is built (and saved with
+    the adapter), so a recipe rarely sets them.
+    """
+
+    name: Literal["classification", "regression"] = "classification"
+    pool: Literal["mean", "cls"] = "mean"  # masked mean of the encoder's output tokens, or its [CLS]
+    n_outputs: int | None = None
+    classes: list[str] | None = None
+
+    def validate(self) -> None:
+        if self.n_outputs is not None and self.n_outputs < 1:
+            raise ConfigError(f"n_outputs: expected a positive integer, got {self.n_outputs}")
+        if self.classes is not None and self.n_outputs is not None and len(self.classes) != self.n_outputs:
+            raise ConfigError(f"classes: {len(self.classes)} names for n_outputs={self.n_outputs}")
+
+
+@dataclass
 class ModelConfig:
-    assembly: Literal["perceptual_lm"] = "perceptual_lm"
+    """Which assembly, which frozen backbones, which trained parts.
+
+    - ``perceptual_lm``: ``vision`` (frozen encoder) → ``adapter`` → frozen ``lm`` → text.
+    - ``adapted_encoder``: ``tokenizer`` (trained) → frozen shared ``encoder`` (+ optional ``adapter``) →
+      ``head`` (trained). ``tokenizer`` is a mapping with a registered ``name`` (``point_cloud``, ...) or the
+      path of a ``tokenizers/*.yaml`` file holding one.
+    """
+
+    assembly: Literal["perceptual_lm", "adapted_encoder"] = "perceptual_lm"
     lm: BackboneConfig = field(default_factory=lambda: BackboneConfig(name="zoo:tiny-opt"))
     vision: BackboneConfig = field(default_factory=lambda: BackboneConfig(name="zoo:tiny-vit", kind="hf_vit"))
     adapter: Any = None  # the adapter's own config dataclass, chosen by its `name` key
+    encoder: BackboneConfig | None = None
+    tokenizer: Any = None  # the tokenizer's own config dataclass, chosen by its `name` key
+    head: HeadConfig = field(default_factory=HeadConfig)
+
+    def validate(self) -> None:
+        if self.assembly == "adapted_encoder":
+            if self.encoder is None:
+                raise ConfigError("encoder: missing (the frozen shared encoder, e.g. {name: 'zoo:tiny-vit', kind: hf_vit})")
+            if self.encoder.kind == "hf_causal_lm":
+                raise ConfigError("encoder.kind: expected a vision transformer (hf_vit, hf_clip_vision, open_clip)")
+            if self.tokenizer is None:
+                raise ConfigError("tokenizer: missing (e.g. tokenizers/point_cloud.yaml or {name: point_cloud})")
+        elif self.adapter is None:
+            raise ConfigError("adapter: missing (set model.adapter.name, e.g. epalm)")
 
 
 @dataclass
@@ -57,9 +99,17 @@ class DatasetConfig:
     - ``karpathy``: ``annotations`` = Karpathy's ``dataset_coco.json``, ``split`` picks train/val/test.
     - ``synthetic_scenes``: the generated scenes set under ``root`` (written if missing), ``split`` and
       ``n_images`` choose the part; ``seed`` makes it reproducible.
+    - ``manifest`` (classification / regression): ``annotations`` = a JSON-lines file, one
+      ``{"path": ..., "label": ...}`` per sample (paths relative to the manifest's folder, or to ``root``).
+    - ``table``: ``annotations`` = a CSV or Parquet file, one sample per row; the label is the task's
+      ``label_key`` column, the feature columns come from the tabular tokenizer's schema.
+    - ``synthetic_video`` / ``_audio`` / ``_points`` / ``_tabular`` / ``_graph``: the generated set of that
+      modality under ``root`` (written if missing), ``split``, ``n_samples``, ``seed``.
     """
 
-    format: Literal["vqa_v2", "coco_captions", "karpathy", "synthetic_scenes"] = "vqa_v2"
+    format: Literal["vqa_v2", "coco_captions", "karpathy", "synthetic_scenes", "manifest", "table",
+                    "synthetic_video", "synthetic_audio", "synthetic_points", "synthetic_tabular",
+                    "synthetic_graph"] = "vqa_v2"
     questions: str | None = None
     annotations: str | None = None
     image_root: str | None = None
@@ -67,6 +117,7 @@ class DatasetConfig:
     root: str | None = None
     split: str | None = None
     n_images: int | None = None
+    n_samples: int | None = None
     seed: int = 0
     limit: int | None = None  # use only the first `limit` samples
 
@@ -85,6 +136,7 @@ class TaskConfig:
     rank_top_k: int = 16  # rank mode: candidates kept by first-token probability before full scoring
     max_new_tokens: int = 10
     num_beams: int = 1
+    label_key: str = "label"  # classification / regression: the label field (manifest) or column (table)
 
 
 @dataclass
@@ -208,7 +260,9 @@ def _build(tp: Any, value: Any, path: str) -> Any:
                 hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
                 raise ConfigError(f"{sub}: unknown key{hint}")
             if tp is ModelConfig and key == "adapter":
-                kwargs[key] = _build_adapter(item, sub)
+                kwargs[key] = None if item is None else _build_adapter(item, sub)
+            elif tp is ModelConfig and key == "tokenizer":
+                kwargs[key] = None if item is None else _build_tokenizer(item, sub)
             else:
                 kwargs[key] = _build(hints[key], item, sub)
         obj = tp(**kwargs)
@@ -285,6 +339,48 @@ def _build_adapter(value: Any, path: str) -> Any:
     except KeyError as exc:
         raise ConfigError(f"{path}.name: {exc.args[0]}") from None
     return _build(adapter_cls.config_class, value, path)
+
+
+def _build_tokenizer(value: Any, path: str) -> Any:
+    """A tokenizer config: a mapping with ``name``, or the path of a YAML file holding one."""
+    if dataclasses.is_dataclass(value):
+        return value
+    if isinstance(value, str):
+        file = find_recipe_file(value)
+        if file is None:
+            raise ConfigError(f"{path}: tokenizer config file {value!r} not found")
+        try:
+            loaded = yaml.safe_load(file.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: {file} is not valid YAML ({exc})") from None
+        try:
+            return _build_tokenizer(loaded, path)
+        except ConfigError as exc:
+            raise ConfigError(f"{file}: {exc}") from None
+    if not isinstance(value, dict) or "name" not in value:
+        raise ConfigError(f"{path}.name: missing (which tokenizer? e.g. point_cloud)")
+    from mmadapt import registry
+
+    try:
+        tokenizer_cls = registry.get("tokenizers", value["name"])
+    except KeyError as exc:
+        raise ConfigError(f"{path}.name: {exc.args[0]}") from None
+    config_class = getattr(tokenizer_cls, "config_class", None)
+    if config_class is None:
+        raise ConfigError(f"{path}.name: tokenizer {value['name']!r} is not configurable from a recipe")
+    return _build(config_class, value, path)
+
+
+def find_recipe_file(name: str | Path) -> Path | None:
+    """A recipe-side file (``adapters/...``, ``tokenizers/...``): as given (absolute or relative to the working
+    directory), else in the source tree, else where ``pip install`` put the recipes (``<prefix>/share/mmadapt``)."""
+    import sys
+
+    path = Path(name)
+    for candidate in (path, Path(__file__).resolve().parents[1] / path, Path(sys.prefix) / "share" / "mmadapt" / path):
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def to_plain(obj: Any) -> Any:

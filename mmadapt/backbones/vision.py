@@ -6,7 +6,12 @@ All expose the same small interface, which is what the adapters need:
 - ``layer_cls(pixel_values) -> Tensor [B, L, D]`` — the [CLS] token after each of the ``L`` transformer
   blocks, passed through the encoder's final LayerNorm (as eP-ALM feeds them to its connector);
 - ``layer_tokens(pixel_values) -> list[Tensor [B, N, D]]`` — every token after each block (no final norm);
-- ``hidden_size``, ``num_layers``, ``identity`` (a string naming weights + preprocessing, for caches).
+- ``hidden_size``, ``num_layers``, ``identity`` (a string naming weights + preprocessing, for caches);
+- ``run_blocks(tokens [B, N, D], mask [B, N]) -> (hidden [B, 1+N, D], mask [B, 1+N])`` — the encoder as a
+  *shared* transformer for tokens of any modality (Meta-Transformer): its own patch and position embeddings
+  are bypassed, its [CLS] token (plus its position-0 embedding) is prepended, padded tokens are masked out
+  as keys, every block runs, and the final LayerNorm is applied; ``blocks`` lists the block modules (for
+  adapters that hook into them).
 """
 
 from __future__ import annotations
@@ -36,6 +41,37 @@ class VisionEncoder(FrozenBackbone, abc.ABC):
     def layer_cls(self, pixel_values: torch.Tensor) -> torch.Tensor: ...
 
     @property
+    @abc.abstractmethod
+    def blocks(self) -> list[nn.Module]: ...
+
+    @abc.abstractmethod
+    def _cls_token(self) -> torch.Tensor:
+        """The encoder's [CLS] embedding with its position-0 embedding added, ``[D]``."""
+
+    @abc.abstractmethod
+    def _run_block(self, block: nn.Module, hidden: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        """One block on ``hidden`` [B, L, D] with keys ``key_mask`` [B, L] (True = attend)."""
+
+    def _pre_blocks(self, hidden: torch.Tensor) -> torch.Tensor:
+        """What the encoder does between its embeddings and its first block (CLIP: a LayerNorm)."""
+        return hidden
+
+    def run_blocks(self, tokens: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``tokens`` [B, N, D] (mask [B, N], True = real) → ``([CLS] + tokens)`` after every block and the
+        final norm [B, 1+N, D], and the matching mask [B, 1+N]. Gradients flow to ``tokens``."""
+        B, N, D = tokens.shape
+        if D != self.hidden_size:
+            raise ValueError(f"run_blocks: tokens have width {D}, the encoder expects {self.hidden_size}")
+        if mask.shape != (B, N):
+            raise ValueError(f"run_blocks: mask shape {tuple(mask.shape)} != tokens' [B, N] = {(B, N)}")
+        cls = self._cls_token().to(tokens.dtype).expand(B, 1, D)
+        hidden = self._pre_blocks(torch.cat([cls, tokens.to(self.dtype)], dim=1))
+        full = torch.cat([torch.ones(B, 1, dtype=torch.bool, device=mask.device), mask.bool()], dim=1)
+        for block in self.blocks:
+            hidden = self._run_block(block, hidden, full)
+        return self.final_norm(hidden), full
+
+    @property
     def dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
 
@@ -63,6 +99,12 @@ class _HFVisionEncoder(VisionEncoder):
         cls = torch.stack([h[:, 0] for h in self.layer_tokens(pixel_values)], dim=1)
         return self.final_norm(cls)
 
+    def _run_block(self, block: nn.Module, hidden: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        additive = torch.zeros(key_mask.shape, dtype=hidden.dtype, device=hidden.device)
+        additive.masked_fill_(~key_mask, torch.finfo(hidden.dtype).min)
+        out = block(hidden, attention_mask=additive[:, None, None, :])  # [B, 1, 1, L]: padding as keys
+        return out[0] if isinstance(out, tuple) else out
+
 
 @register("backbones", "hf_vit")
 class HFViT(_HFVisionEncoder):
@@ -78,6 +120,15 @@ class HFViT(_HFVisionEncoder):
                                          attn_implementation=attn_implementation, revision=revision)
         processor = AutoImageProcessor.from_pretrained(path, revision=revision)
         return cls(model, processor, model.layernorm, identity=f"hf_vit:{name}@{revision or 'main'}")
+
+    @property
+    def blocks(self) -> list[nn.Module]:
+        layers = self.model.layers if hasattr(self.model, "layers") else self.model.encoder.layer  # transformers 5 / 4
+        return list(layers)
+
+    def _cls_token(self) -> torch.Tensor:
+        emb = self.model.embeddings
+        return emb.cls_token[0, 0] + emb.position_embeddings[0, 0]
 
 
 @register("backbones", "hf_clip_vision")
@@ -96,6 +147,22 @@ class HFCLIPVision(_HFVisionEncoder):
         tower = getattr(model, "vision_model", model)  # transformers 5 flattened CLIPVisionModel
         return cls(model, processor, tower.post_layernorm,
                    identity=f"hf_clip_vision:{name}@{revision or 'main'}")
+
+    @property
+    def _tower(self) -> nn.Module:
+        return getattr(self.model, "vision_model", self.model)
+
+    @property
+    def blocks(self) -> list[nn.Module]:
+        tower = self._tower
+        return list(tower.layers if hasattr(tower, "layers") else tower.encoder.layers)
+
+    def _cls_token(self) -> torch.Tensor:
+        emb = self._tower.embeddings
+        return emb.class_embedding + emb.position_embedding.weight[0]
+
+    def _pre_blocks(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self._tower.pre_layrnorm(hidden)
 
 
 @register("backbones", "open_clip")
@@ -140,6 +207,28 @@ class OpenCLIPViT(VisionEncoder):
     def layer_cls(self, pixel_values: torch.Tensor) -> torch.Tensor:
         out = self._intermediates(pixel_values, normalize=True)  # ln_post on every layer's tokens
         return torch.cat(out["image_intermediates_prefix"], dim=1)
+
+    @property
+    def blocks(self) -> list[nn.Module]:
+        return list(self.visual.transformer.resblocks)
+
+    @property
+    def final_norm(self) -> nn.Module:
+        return self.visual.ln_post
+
+    def _cls_token(self) -> torch.Tensor:
+        return self.visual.class_embedding + self.visual.positional_embedding[0]
+
+    def _pre_blocks(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.visual.ln_pre(hidden)
+
+    def _run_block(self, block: nn.Module, hidden: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        # nn.MultiheadAttention takes a float mask [B·heads, L, L]; padding is masked as keys only
+        B, L = key_mask.shape
+        heads = block.attn.num_heads
+        additive = torch.zeros(B, 1, L, dtype=hidden.dtype, device=hidden.device)
+        additive.masked_fill_(~key_mask[:, None, :], torch.finfo(hidden.dtype).min)
+        return block(hidden, attn_mask=additive.expand(B, L, L).repeat_interleave(heads, dim=0))
 
 
 def load_vision_encoder(kind: str, name: str, **kwargs) -> VisionEncoder:

@@ -1,5 +1,7 @@
 """Assemblies of tokenizer / backbone / adapter / head (importing this registers them)."""
 
+from mmadapt.models.adapted_encoder import AdaptedEncoder
+from mmadapt.models.base import Assembly
 from mmadapt.models.perceptual_lm import PerceptualLM
 
-__all__ = ["PerceptualLM"]
+__all__ = ["AdaptedEncoder", "Assembly", "PerceptualLM"]

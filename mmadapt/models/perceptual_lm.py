@@ -17,22 +17,17 @@ edit it per layer.
 from __future__ import annotations
 
 import dataclasses
-import json
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from mmadapt.backbones.lm import CausalLM
 from mmadapt.backbones.vision import VisionEncoder, load_vision_encoder
-from mmadapt.config import BackboneConfig, ModelConfig, to_plain
+from mmadapt.config import BackboneConfig, ModelConfig
 from mmadapt.errors import ConfigError
+from mmadapt.models.base import Assembly
 from mmadapt.registry import get, register
-
-ADAPTER_CONFIG = "adapter_config.json"
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 
 @dataclasses.dataclass
@@ -46,7 +41,7 @@ class TextBatch:
 
 
 @register("assemblies", "perceptual_lm")
-class PerceptualLM(nn.Module):
+class PerceptualLM(Assembly):
     def __init__(self, config: ModelConfig, lm: CausalLM, vision: VisionEncoder, adapter: nn.Module):
         super().__init__()
         self.config = config
@@ -65,69 +60,36 @@ class PerceptualLM(nn.Module):
         adapter = adapter_cls(config.adapter, vision.hidden_size, vision.num_layers, lm)
         return cls(config, lm, vision, adapter)
 
-    @classmethod
-    def from_pretrained(cls, path: str | Path) -> "PerceptualLM":
-        """Rebuild from a directory written by :meth:`save_pretrained` (backbones reloaded by name)."""
-        path = Path(path)
-        meta_file = path / ADAPTER_CONFIG
-        if not meta_file.is_file():
-            raise ConfigError(f"{meta_file}: not found (is {path} an adapter directory?)")
-        meta = json.loads(meta_file.read_text())
-        from mmadapt.config import _build
+    def _metadata(self) -> dict:
+        return {"peft_type": self.config.adapter.name.upper(), "adapter_type": self.config.adapter.name,
+                "base_model_name_or_path": self.config.lm.name,
+                "vision_model_name_or_path": self.config.vision.name}
 
-        model_cfg = _build(ModelConfig, meta["model"], "model")
-        model = cls.from_config(model_cfg)
-        model.load_adapter(path)
-        return model
+    # ------------------------------------------------------------------------------- trainer contract
+    @property
+    def trained_module(self) -> nn.Module:
+        """What a checkpoint holds: the adapter."""
+        return self.adapter
 
-    def save_pretrained(self, path: str | Path, state_dict: dict[str, torch.Tensor] | None = None) -> None:
-        """Write ``adapter_config.json`` + ``adapter_model.safetensors`` (adapter weights only)."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        tensors = state_dict if state_dict is not None else self.adapter_state_dict()
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path / ADAPTER_WEIGHTS))
-        meta = {
-            "peft_type": self.config.adapter.name.upper(),
-            "adapter_type": self.config.adapter.name,
-            "base_model_name_or_path": self.config.lm.name,
-            "vision_model_name_or_path": self.config.vision.name,
-            "library": "mmadapt",
-            "model": to_plain(self.config),
-        }
-        (path / ADAPTER_CONFIG).write_text(json.dumps(meta, indent=2))
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        return self.adapter.param_groups()  # eP-ALM: its soft prompt has its own LR
 
-    def adapter_state_dict(self) -> dict[str, torch.Tensor]:
-        return {k: v for k, v in self.adapter.state_dict().items()}
+    def collate_train(self, examples) -> tuple[dict | None, list[str]]:
+        """Training examples → ``forward`` keyword arguments (None if no image loaded) and load errors."""
+        from mmadapt.training.data import collate_examples
 
-    def load_adapter(self, path: str | Path) -> None:
-        weights = Path(path) / ADAPTER_WEIGHTS
-        if not weights.is_file():
-            raise ConfigError(f"{weights}: not found")
-        state = load_file(str(weights))
-        missing, unexpected = self.adapter.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise ConfigError(f"{weights}: adapter weights do not match (missing {missing}, unexpected {unexpected})")
+        batch = collate_examples(examples, self.vision.preprocess)
+        if not batch.prefix:
+            return None, batch.errors
+        return {"pixel_values": batch.pixel_values, "prefix": batch.prefix, "target": batch.target,
+                "prefix_loss_weight": batch.prefix_weight}, batch.errors
 
-    # -------------------------------------------------------------------------------------- parameters
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        return [p for p in self.parameters() if p.requires_grad]
-
-    def print_trainable_parameters(self) -> str:
-        trainable = sum(p.numel() for p in self.trainable_parameters())
-        total = sum(p.numel() for p in self.parameters())
-        line = f"trainable params: {trainable:,d} || all params: {total:,d} || trainable%: {100 * trainable / total:.4f}"
-        print(line)
-        return line
-
+    # ------------------------------------------------------------------------------------------- modes
     def train(self, mode: bool = True) -> "PerceptualLM":
         super().train(mode)
         self.lm.eval()  # frozen parts never train (dropout off), whatever the caller says
         self.vision.eval()
         return self
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.adapter.parameters()).device
 
     # ---------------------------------------------------------------------------------------- text side
     def tokenize(self, prefixes: list[str], targets: list[str] | None = None,

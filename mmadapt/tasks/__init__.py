@@ -2,6 +2,7 @@
 
 from mmadapt.tasks.base import Task
 from mmadapt.tasks.caption import CaptionTask
+from mmadapt.tasks.classification import ClassificationTask, RegressionTask
 from mmadapt.tasks.vqa import VQATask
 
-__all__ = ["CaptionTask", "Task", "VQATask"]
+__all__ = ["CaptionTask", "ClassificationTask", "RegressionTask", "Task", "VQATask"]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mmadapt.config import DatasetConfig, TaskConfig
+from mmadapt.config import DatasetConfig, ModelConfig, TaskConfig
 from mmadapt.errors import ConfigError, DataError
 from mmadapt.io.image import load_image
 from mmadapt.training.data import Example
@@ -80,9 +80,10 @@ def write_json(path: Path, obj: Any) -> Path:
 class Task(abc.ABC):
     name: str
 
-    def __init__(self, key: str, config: TaskConfig):
+    def __init__(self, key: str, config: TaskConfig, model_config: ModelConfig | None = None):
         self.key = key  # the task's name in the recipe (`tasks.<key>`)
         self.config = config
+        self.model_config = model_config  # what some data formats need (e.g. a table's schema, the classes)
 
     @abc.abstractmethod
     def train_examples(self) -> list[Example]:

@@ -1,7 +1,8 @@
 """Training examples, the deterministic global-batch order, and collation.
 
-Every task turns its data into :class:`Example` s (an image, a text prefix, a target, a prefix loss
-weight). The order of examples is a function of (seed, step) only, so a resumed run sees exactly the
+Every task turns its data into examples: :class:`Example` s for text tasks (an image, a text prefix, a
+target, a prefix loss weight), :class:`LabelledExample` s for classification / regression (a source — a
+file path or an already-loaded sample — and a label). The assembly collates them (``collate_train``). The order of examples is a function of (seed, step) only, so a resumed run sees exactly the
 batches an uninterrupted one would, and N ranks together see exactly the global batch one rank would.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from PIL import Image
@@ -25,6 +27,16 @@ class Example:
     prefix: str
     target: str
     prefix_weight: float
+    task: str
+
+
+@dataclass(frozen=True)
+class LabelledExample:
+    """One classification / regression example: ``source`` is read by the tokenizer when the batch is built
+    (a file path, or an in-memory raw sample such as a table row); ``label`` is a class index or a value."""
+
+    source: Any
+    label: int | float
     task: str
 
 
@@ -92,7 +104,7 @@ def collate_examples(examples: Sequence[Example], preprocess: Callable[[list[Ima
                  [e.prefix_weight for e in kept], errors)
 
 
-def mixture(task_examples: dict[str, list[Example]], weights: dict[str, float], seed: int) -> list[Example]:
+def mixture(task_examples: dict[str, list[Any]], weights: dict[str, float], seed: int) -> list[Any]:
     """Mix tasks: each task's examples are repeated / subsampled so tasks appear in ratio ``weights``
     (relative to the largest task's size)."""
     if len(task_examples) == 1:
@@ -100,7 +112,7 @@ def mixture(task_examples: dict[str, list[Example]], weights: dict[str, float], 
     size = max(len(v) for v in task_examples.values())
     total_w = sum(weights.values())
     g = torch.Generator().manual_seed(seed)
-    out: list[Example] = []
+    out: list[Any] = []
     for name, exs in task_examples.items():
         want = math.ceil(size * len(task_examples) * weights[name] / total_w)
         perm = torch.randperm(len(exs), generator=g).tolist()

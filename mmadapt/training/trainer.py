@@ -3,7 +3,9 @@
 ``Trainer(model, config, examples, run_dir).train(resume=...)`` runs ``train.max_steps`` optimisation
 steps of global batch ``train.batch_size`` under ``deepspeed.initialize`` (ZeRO stage, precision, gradient
 accumulation and clipping from the recipe). It works as one process or under torchrun / the deepspeed
-launcher; only the adapter's parameters reach the optimizer. Rank 0 writes ``config.yaml``, ``log.jsonl``
+launcher; only the trained parameters reach the optimizer. The trainer knows assemblies only through a
+small contract: ``param_groups()`` (trainable parameters by LR group), ``trained_module`` (the module whose
+state a checkpoint holds), ``collate_train(examples) -> (inputs, errors)`` and ``forward(**inputs) -> loss``. Rank 0 writes ``config.yaml``, ``log.jsonl``
 and the checkpoints (see :mod:`mmadapt.training.checkpoint`).
 """
 
@@ -20,7 +22,7 @@ from tqdm.auto import tqdm
 from mmadapt.config import Config, TrainConfig
 from mmadapt.errors import ConfigError
 from mmadapt.training import checkpoint as ckpt
-from mmadapt.training.data import Example, GlobalBatchOrder, collate_examples
+from mmadapt.training.data import GlobalBatchOrder
 from mmadapt.training.schedule import cosine_with_warmup
 from mmadapt.training.distributed import all_mean, barrier, device_for_rank, init_distributed
 
@@ -71,7 +73,7 @@ def _drop_frozen_aliases(engine) -> None:
 
 
 class Trainer:
-    def __init__(self, model: torch.nn.Module, config: Config, examples: list[Example], run_dir: str | Path,
+    def __init__(self, model: torch.nn.Module, config: Config, examples: list, run_dir: str | Path,
                  quiet: bool = False):
         self.config = config
         self.train_cfg = config.train
@@ -93,7 +95,7 @@ class Trainer:
     def _build_engine(self):
         import deepspeed
 
-        groups = self.model.adapter.param_groups()
+        groups = self.model.param_groups()
         lrs = {"default": self.train_cfg.lr, "prompt": self.train_cfg.prompt_lr}
         param_groups = [
             {"params": [p for p in params if p.requires_grad], "lr": lrs.get(name, self.train_cfg.lr), "name": name}
@@ -132,11 +134,11 @@ class Trainer:
         while self.step < total:
             losses, skipped = [], []
             for micro in self.order.micro_batches(self.step):
-                batch = collate_examples([self.examples[i] for i in micro], self.module.vision.preprocess)
-                skipped.extend(batch.errors)
-                if not batch.prefix:
-                    raise RuntimeError(f"step {self.step}: every example of a micro-batch failed: {batch.errors[:3]}")
-                loss = self.engine(batch.pixel_values.to(self.device), batch.prefix, batch.target, batch.prefix_weight)
+                inputs, errors = self.module.collate_train([self.examples[i] for i in micro])
+                skipped.extend(errors)
+                if inputs is None:
+                    raise RuntimeError(f"step {self.step}: every example of a micro-batch failed: {errors[:3]}")
+                loss = self.engine(**inputs)
                 self.engine.backward(loss)
                 self.engine.step()
                 losses.append(loss.item())
@@ -189,15 +191,15 @@ class Trainer:
 
     # -------------------------------------------------------------------------------------- checkpoints
     def adapter_state_dict(self) -> dict[str, torch.Tensor]:
-        """Full adapter weights on every rank (gathered from the ZeRO-3 partitions when needed)."""
+        """Full weights of the trained parts on every rank (gathered from the ZeRO-3 partitions when needed)."""
         import deepspeed
 
-        adapter = self.module.adapter
-        params = list(adapter.parameters())
+        trained = self.module.trained_module
+        params = list(trained.parameters())
         if self.train_cfg.zero_stage == 3:
             with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
-                return {k: v.detach().clone().cpu() for k, v in adapter.state_dict().items()}
-        return {k: v.detach().clone().cpu() for k, v in adapter.state_dict().items()}
+                return {k: v.detach().clone().cpu() for k, v in trained.state_dict().items()}
+        return {k: v.detach().clone().cpu() for k, v in trained.state_dict().items()}
 
     def save_checkpoint(self) -> Path:
         tmp = ckpt.temp_dir(self.run_dir, self.step)
@@ -226,12 +228,13 @@ class Trainer:
         adapter_state = load_file(str(latest / "adapter_model.safetensors"))
         import deepspeed
 
-        params = list(self.module.adapter.parameters())
+        trained = self.module.trained_module
+        params = list(trained.parameters())
         if self.train_cfg.zero_stage == 3:
             with deepspeed.zero.GatheredParameters(params, modifier_rank=0):
-                self.module.adapter.load_state_dict(adapter_state)
+                trained.load_state_dict(adapter_state)
         else:
-            self.module.adapter.load_state_dict(adapter_state)
+            trained.load_state_dict(adapter_state)
         rng = load_file(str(latest / "rng_state.safetensors"))
         torch.set_rng_state(rng["torch"])
         self.step = int(state["step"])

@@ -1,0 +1,124 @@
+"""AdaptedEncoder: tokenizer (trained) → frozen shared encoder (+ optional adapter) → head (trained).
+
+The Meta-Transformer recipe: one frozen transformer reads every modality. A modality tokenizer turns raw
+inputs into tokens of the encoder's width; the encoder's own patch and position embeddings are bypassed
+(:meth:`~mmadapt.backbones.vision.VisionEncoder.run_blocks`: its [CLS] is prepended, padded tokens are
+masked out); a head pools the output tokens into class logits or regression values.
+
+Data flow of one batch::
+
+    sources (paths or loaded samples) ─tokenizer.load/collate─▶ inputs ─tokenizer─▶ TokenBatch
+        ─encoder.run_blocks─▶ TokenBatch [B, 1+N, D] ─head─▶ outputs [B, n_outputs] ─head.loss─▶ loss
+
+Only ``trained_module`` (tokenizer, head and adapter if any) is trained and saved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from mmadapt.backbones.vision import VisionEncoder, load_vision_encoder
+from mmadapt.config import ModelConfig
+from mmadapt.errors import ConfigError, DataError
+from mmadapt.models.base import Assembly
+from mmadapt.registry import get, register
+from mmadapt.tokenizers.base import TokenBatch, Tokenizer
+
+
+@register("assemblies", "adapted_encoder")
+class AdaptedEncoder(Assembly):
+    def __init__(self, config: ModelConfig, encoder: VisionEncoder, tokenizer: Tokenizer, head: nn.Module,
+                 adapter: nn.Module | None = None):
+        super().__init__()
+        if tokenizer.dim != encoder.hidden_size:
+            raise ConfigError(f"model.tokenizer: width {tokenizer.dim} != the encoder's {encoder.hidden_size}")
+        self.config = config
+        self.encoder = encoder
+        parts = {"tokenizer": tokenizer, "head": head}
+        if adapter is not None:
+            parts["adapter"] = adapter
+            adapter.attach(encoder)
+        self.trained = nn.ModuleDict(parts)
+
+    # ------------------------------------------------------------------------------------ construction
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> "AdaptedEncoder":
+        """Load the frozen encoder and build fresh trained parts. ``config.head.n_outputs`` must be known
+        (:func:`mmadapt.build_model` reads it from the training data)."""
+        if config.head.n_outputs is None:
+            raise ConfigError("model.head.n_outputs: unknown (build through mmadapt.build_model(config), which "
+                              "reads the classes from the training data, or set it in the recipe)")
+        enc_cfg = config.encoder
+        encoder = load_vision_encoder(enc_cfg.kind, enc_cfg.name, dtype=enc_cfg.dtype,
+                                      attn_implementation=enc_cfg.attn_implementation, revision=enc_cfg.revision,
+                                      pretrained=enc_cfg.pretrained)
+        tokenizer = get("tokenizers", config.tokenizer.name)(dim=encoder.hidden_size, config=config.tokenizer)
+        head = get("heads", config.head.name)(encoder.hidden_size, config.head.n_outputs, pool=config.head.pool)
+        adapter = None
+        if config.adapter is not None:
+            adapter = get("adapters", config.adapter.name)(config.adapter, encoder)
+        return cls(config, encoder, tokenizer, head, adapter)
+
+    def _metadata(self) -> dict:
+        return {"peft_type": "ADAPTED_ENCODER", "tokenizer_type": self.config.tokenizer.name,
+                "adapter_type": self.config.adapter.name if self.config.adapter is not None else None,
+                "base_model_name_or_path": self.config.encoder.name}
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self.trained["tokenizer"]
+
+    @property
+    def head(self) -> nn.Module:
+        return self.trained["head"]
+
+    @property
+    def trained_module(self) -> nn.Module:
+        return self.trained
+
+    def train(self, mode: bool = True) -> "AdaptedEncoder":
+        super().train(mode)
+        self.encoder.eval()  # frozen parts never train (dropout off)
+        return self
+
+    # ---------------------------------------------------------------------------------------- data side
+    def collate(self, sources: Sequence[Any]) -> tuple[list[int], dict[str, torch.Tensor] | None, list[tuple[int, str]]]:
+        """Load ``sources`` with the tokenizer; returns (indices that loaded, ``forward`` inputs or None if
+        none did, [(index, one-line error)] for the others). A bad sample never stops the batch."""
+        kept, samples, errors = [], [], []
+        for i, source in enumerate(sources):
+            try:
+                samples.append(self.tokenizer.load(source))
+                kept.append(i)
+            except (DataError, OSError, ValueError) as exc:
+                errors.append((i, str(exc)))
+        return kept, (self.tokenizer.collate(samples) if samples else None), errors
+
+    def collate_train(self, examples) -> tuple[dict | None, list[str]]:
+        """Trainer contract: labelled examples → ``forward`` keyword arguments (with ``labels``), errors."""
+        kept, inputs, errors = self.collate([ex.source for ex in examples])
+        if inputs is None:
+            return None, [msg for _, msg in errors]
+        labels = [examples[i].label for i in kept]
+        dtype = torch.long if self.config.head.name == "classification" else torch.float32
+        return {**inputs, "labels": torch.tensor(labels, dtype=dtype)}, [msg for _, msg in errors]
+
+    # ------------------------------------------------------------------------------------------ compute
+    def encode(self, **inputs: torch.Tensor) -> TokenBatch:
+        """Tokenizer → frozen encoder: output tokens [B, 1+N, D] ([CLS] first) and their mask."""
+        device = self.device
+        tokens = self.tokenizer(**{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()})
+        hidden, mask = self.encoder.run_blocks(tokens.tokens, tokens.mask)
+        return TokenBatch(hidden, mask)
+
+    def predict(self, **inputs: torch.Tensor) -> torch.Tensor:
+        """Head outputs [B, n_outputs]: class logits or regression values."""
+        return self.head(self.encode(**inputs))
+
+    def forward(self, labels: torch.Tensor, **inputs: torch.Tensor) -> torch.Tensor:
+        """The head's loss (cross-entropy or MSE) for one batch."""
+        return self.head.loss(self.predict(**inputs), labels.to(self.device))

@@ -1,0 +1,109 @@
+"""What every assembly shares: the PEFT-layout save / load of its trained parts, and parameter counts.
+
+An assembly (``PerceptualLM``, ``AdaptedEncoder``) is frozen backbones plus a ``trained_module``. Only the
+trained module is saved: ``adapter_config.json`` (the resolved model config, so the backbones can be
+reloaded by name) + ``adapter_model.safetensors`` (its weights). ``from_pretrained`` rebuilds the assembly
+from the config and loads the weights.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from mmadapt.config import ModelConfig, to_plain
+from mmadapt.errors import ConfigError
+
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+
+
+class Assembly(nn.Module):
+    """Base class: subclasses set ``self.config`` (a :class:`ModelConfig`) and implement ``trained_module``,
+    ``from_config`` and :meth:`_metadata`."""
+
+    config: ModelConfig
+
+    @property
+    def trained_module(self) -> nn.Module:
+        raise NotImplementedError
+
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> "Assembly":
+        raise NotImplementedError
+
+    def _metadata(self) -> dict:
+        """PEFT-style fields of ``adapter_config.json`` besides the model config."""
+        return {}
+
+    # -------------------------------------------------------------------------------------- save / load
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> "Assembly":
+        """Rebuild from a directory written by :meth:`save_pretrained` (backbones reloaded by name)."""
+        path = Path(path)
+        meta_file = path / ADAPTER_CONFIG
+        if not meta_file.is_file():
+            raise ConfigError(f"{meta_file}: not found (is {path} an adapter directory?)")
+        try:
+            meta = json.loads(meta_file.read_text())
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{meta_file}: not valid JSON ({exc})") from None
+        if "model" not in meta:
+            raise ConfigError(f"{meta_file}: no 'model' section (not written by mmadapt?)")
+        from mmadapt import registry
+        from mmadapt.config import _build
+
+        try:
+            model_cfg = _build(ModelConfig, meta["model"], "model")
+        except ConfigError as exc:
+            raise ConfigError(f"{meta_file}: {exc}") from None
+        assembly = registry.get("assemblies", model_cfg.assembly)
+        if not issubclass(assembly, cls):
+            raise ConfigError(f"{meta_file}: holds a {model_cfg.assembly} model, not a {cls.__name__}")
+        model = assembly.from_config(model_cfg)
+        model.load_adapter(path)
+        return model
+
+    def save_pretrained(self, path: str | Path, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+        """Write ``adapter_config.json`` + ``adapter_model.safetensors`` (trained weights only)."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        tensors = state_dict if state_dict is not None else self.adapter_state_dict()
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path / ADAPTER_WEIGHTS))
+        meta = {**self._metadata(), "library": "mmadapt", "model": to_plain(self.config)}
+        (path / ADAPTER_CONFIG).write_text(json.dumps(meta, indent=2))
+
+    def adapter_state_dict(self) -> dict[str, torch.Tensor]:
+        return dict(self.trained_module.state_dict())
+
+    def load_adapter(self, path: str | Path) -> None:
+        weights = Path(path) / ADAPTER_WEIGHTS
+        if not weights.is_file():
+            raise ConfigError(f"{weights}: not found")
+        state = load_file(str(weights))
+        missing, unexpected = self.trained_module.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ConfigError(f"{weights}: adapter weights do not match (missing {missing}, unexpected {unexpected})")
+
+    # -------------------------------------------------------------------------------------- parameters
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Trainable parameters by LR group name (the trainer maps names to learning rates)."""
+        return {"default": self.trainable_parameters()}
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def print_trainable_parameters(self) -> str:
+        trainable = sum(p.numel() for p in self.trainable_parameters())
+        total = sum(p.numel() for p in self.parameters())
+        line = f"trainable params: {trainable:,d} || all params: {total:,d} || trainable%: {100 * trainable / total:.4f}"
+        print(line)
+        return line
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.trained_module.parameters()).device
