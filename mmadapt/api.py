@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from mmadapt import registry
 from mmadapt.config import Config
 from mmadapt.errors import ConfigError
@@ -69,6 +71,7 @@ def build_model(config: Config, tasks: dict[str, Task] | None = None) -> Assembl
         if model_cfg.head.name == "classification" and task.name == "regression":
             model_cfg.head.name = "regression"
     assembly = registry.get("assemblies", model_cfg.assembly)
+    torch.manual_seed(config.train.seed)  # the trained parts' initialisation is part of the run's seed
     return assembly.from_config(model_cfg)
 
 

@@ -2,7 +2,7 @@
 
     mmadapt train adapters/epalm/vqa.yaml train.max_steps=200 [--resume] [--quiet]
     mmadapt eval  adapters/epalm/vqa.yaml --adapter runs/vqa/checkpoints/step-200 [overrides]
-    mmadapt demo  --out runs/demo
+    mmadapt demo  --out runs/demo [--modality image|video|audio]
     mmadapt info  [--json]
     mmadapt score vqa --questions Q.json --annotations A.json --results R.json
     mmadapt score caption --annotations captions.json --results R.json
@@ -39,8 +39,10 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--out", help="where to write results (default: <output_dir>/eval)")
     e.add_argument("--quiet", action="store_true")
 
-    d = sub.add_parser("demo", help="offline demo: train eP-ALM on synthetic scenes, score VQA + captioning")
+    d = sub.add_parser("demo", help="offline demo: train eP-ALM on synthetic data, score it beside baselines")
     d.add_argument("--out", default="runs/demo")
+    d.add_argument("--modality", choices=["image", "video", "audio"], default="image",
+                   help="image: scenes VQA + captioning; video: video QA; audio: audio captioning")
     d.add_argument("overrides", nargs="*", help="overrides of the demo recipe")
     d.add_argument("--quiet", action="store_true")
 
@@ -104,7 +106,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
         from mmadapt.demo import run_demo
 
-        run_demo(Path(args.out), args.overrides, quiet=args.quiet)
+        run_demo(Path(args.out), args.overrides, quiet=args.quiet, modality=args.modality)
         return 0
     raise AssertionError(args.command)  # argparse only lets known commands through
 

@@ -31,7 +31,7 @@ class BackboneConfig:
     """A frozen pretrained model: a Hugging Face id, a local path, or a ``zoo:`` name."""
 
     name: str = ""
-    kind: Literal["hf_causal_lm", "hf_vit", "hf_clip_vision", "open_clip"] = "hf_causal_lm"
+    kind: Literal["hf_causal_lm", "hf_vit", "hf_clip_vision", "open_clip", "hf_timesformer", "hf_ast"] = "hf_causal_lm"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     attn_implementation: Literal["sdpa", "eager"] = "sdpa"
     trust_remote_code: bool = False  # only a recipe may turn this on, explicitly
@@ -99,16 +99,23 @@ class DatasetConfig:
     - ``karpathy``: ``annotations`` = Karpathy's ``dataset_coco.json``, ``split`` picks train/val/test.
     - ``synthetic_scenes``: the generated scenes set under ``root`` (written if missing), ``split`` and
       ``n_images`` choose the part; ``seed`` makes it reproducible.
+    - ``msrvtt_qa`` (video QA; MSVD-QA too): ``questions`` = the JSON list of {id, video_id, question, answer},
+      videos under ``image_root`` named by ``image_template`` (default ``video{video_id}.mp4``).
+    - ``audiocaps``: ``annotations`` = an AudioCaps CSV, audio under ``image_root`` named by
+      ``image_template`` (default ``{youtube_id}.wav``).
+    - ``synthetic_videoqa`` / ``synthetic_audiocaps``: generated clips with questions / captions in those
+      formats under ``root`` (``split``, ``n_samples``, ``seed``).
     - ``manifest`` (classification / regression): ``annotations`` = a JSON-lines file, one
       ``{"path": ..., "label": ...}`` per sample (paths relative to the manifest's folder, or to ``root``).
     - ``table``: ``annotations`` = a CSV or Parquet file, one sample per row; the label is the task's
       ``label_key`` column, the feature columns come from the tabular tokenizer's schema.
-    - ``synthetic_video`` / ``_audio`` / ``_points`` / ``_tabular`` / ``_graph``: the generated set of that
+    - ``synthetic_images`` / ``_video`` / ``_audio`` / ``_points`` / ``_tabular`` / ``_graph``: the generated set of that
       modality under ``root`` (written if missing), ``split``, ``n_samples``, ``seed``.
     """
 
-    format: Literal["vqa_v2", "coco_captions", "karpathy", "synthetic_scenes", "manifest", "table",
-                    "synthetic_video", "synthetic_audio", "synthetic_points", "synthetic_tabular",
+    format: Literal["vqa_v2", "coco_captions", "karpathy", "synthetic_scenes", "msrvtt_qa", "audiocaps",
+                    "synthetic_videoqa", "synthetic_audiocaps", "manifest", "table",
+                    "synthetic_images", "synthetic_video", "synthetic_audio", "synthetic_points", "synthetic_tabular",
                     "synthetic_graph"] = "vqa_v2"
     questions: str | None = None
     annotations: str | None = None
@@ -193,6 +200,10 @@ class Config:
 
     @classmethod
     def from_dict(cls, raw: dict, overrides: list[str] | None = None, where: str = "config") -> "Config":
+        try:
+            raw = _inline_tokenizer_file(raw)  # so that overrides can reach into it (model.tokenizer.x=...)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
         raw = apply_overrides(raw, overrides or [], where)
         try:
             return _build(cls, raw, "")
@@ -341,22 +352,28 @@ def _build_adapter(value: Any, path: str) -> Any:
     return _build(adapter_cls.config_class, value, path)
 
 
+def _inline_tokenizer_file(raw: dict) -> dict:
+    """``model.tokenizer: tokenizers/x.yaml`` → the mapping that file holds (a copy of ``raw``)."""
+    model = raw.get("model")
+    if not isinstance(model, dict) or not isinstance(model.get("tokenizer"), str):
+        return raw
+    name = model["tokenizer"]
+    file = find_recipe_file(name)
+    if file is None:
+        raise ConfigError(f"model.tokenizer: tokenizer config file {name!r} not found")
+    try:
+        loaded = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"model.tokenizer: {file} is not valid YAML ({exc})") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"model.tokenizer: {file} must hold a mapping with a 'name'")
+    return {**raw, "model": {**model, "tokenizer": loaded}}
+
+
 def _build_tokenizer(value: Any, path: str) -> Any:
-    """A tokenizer config: a mapping with ``name``, or the path of a YAML file holding one."""
+    """A tokenizer config: a mapping with a registered ``name`` (files were inlined by ``from_dict``)."""
     if dataclasses.is_dataclass(value):
         return value
-    if isinstance(value, str):
-        file = find_recipe_file(value)
-        if file is None:
-            raise ConfigError(f"{path}: tokenizer config file {value!r} not found")
-        try:
-            loaded = yaml.safe_load(file.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: {file} is not valid YAML ({exc})") from None
-        try:
-            return _build_tokenizer(loaded, path)
-        except ConfigError as exc:
-            raise ConfigError(f"{file}: {exc}") from None
     if not isinstance(value, dict) or "name" not in value:
         raise ConfigError(f"{path}.name: missing (which tokenizer? e.g. point_cloud)")
     from mmadapt import registry

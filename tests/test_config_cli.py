@@ -32,7 +32,11 @@ BASE = {"model": {"adapter": {"name": "epalm"}}, "tasks": {"vqa": {}}}
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: str(p.relative_to(REPO)))
 def test_shipped_recipes_validate(recipe):
     cfg = Config.from_yaml(recipe)
-    assert isinstance(cfg.model.adapter, EPALMConfig)
+    if cfg.model.assembly == "perceptual_lm":
+        assert isinstance(cfg.model.adapter, EPALMConfig)
+    else:  # adapted_encoder: a registered tokenizer's typed config (YAML files under tokenizers/ inlined)
+        assert cfg.model.tokenizer.name in {"image", "video", "audio", "point_cloud", "tabular", "graph"}
+        assert cfg.model.encoder is not None and cfg.model.adapter is None
     assert cfg.tasks
 
 

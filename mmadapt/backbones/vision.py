@@ -40,17 +40,26 @@ class VisionEncoder(FrozenBackbone, abc.ABC):
     @abc.abstractmethod
     def layer_cls(self, pixel_values: torch.Tensor) -> torch.Tensor: ...
 
-    @property
-    @abc.abstractmethod
-    def blocks(self) -> list[nn.Module]: ...
+    def load(self, source):
+        """One input file → what :meth:`preprocess` takes (images: an RGB ``PIL.Image``; video and audio
+        encoders read clips and waveforms). Raises :class:`~mmadapt.errors.DataError` naming the file."""
+        from mmadapt.io.image import load_image
 
-    @abc.abstractmethod
+        return source if isinstance(source, Image.Image) else load_image(source)
+
+    # The encoder as a shared transformer (run_blocks): encoders whose blocks read a flat token sequence
+    # (ViT-style) implement these three; the others (e.g. TimeSformer's divided space-time attention) cannot.
+    @property
+    def blocks(self) -> list[nn.Module]:
+        raise NotImplementedError(f"{type(self).__name__} cannot run external tokens (run_blocks)")
+
     def _cls_token(self) -> torch.Tensor:
         """The encoder's [CLS] embedding with its position-0 embedding added, ``[D]``."""
+        raise NotImplementedError(f"{type(self).__name__} cannot run external tokens (run_blocks)")
 
-    @abc.abstractmethod
     def _run_block(self, block: nn.Module, hidden: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
         """One block on ``hidden`` [B, L, D] with keys ``key_mask`` [B, L] (True = attend)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot run external tokens (run_blocks)")
 
     def _pre_blocks(self, hidden: torch.Tensor) -> torch.Tensor:
         """What the encoder does between its embeddings and its first block (CLIP: a LayerNorm)."""

@@ -78,7 +78,7 @@ class PerceptualLM(Assembly):
         """Training examples → ``forward`` keyword arguments (None if no image loaded) and load errors."""
         from mmadapt.training.data import collate_examples
 
-        batch = collate_examples(examples, self.vision.preprocess)
+        batch = collate_examples(examples, self.vision.preprocess, loader=self.vision.load)
         if not batch.prefix:
             return None, batch.errors
         return {"pixel_values": batch.pixel_values, "prefix": batch.prefix, "target": batch.target,

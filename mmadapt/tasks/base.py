@@ -32,7 +32,22 @@ class SplitFiles:
 
 
 def resolve_split(ds: DatasetConfig, where: str) -> SplitFiles:
-    """Paths of a dataset config; the synthetic scenes set is written first if missing."""
+    """Paths of a dataset config; the synthetic sets are written first if missing."""
+    if ds.format in ("synthetic_videoqa", "synthetic_audiocaps"):
+        from mmadapt.data import synthetic_media_text as smt
+        from mmadapt.data.generated import ensure_generated
+
+        if not ds.root or not ds.split or not ds.n_samples:
+            raise ConfigError(f"{where}: {ds.format} needs root, split and n_samples")
+        video = ds.format == "synthetic_videoqa"
+        writer = smt.write_videoqa_dataset if video else smt.write_audiocaps_dataset
+        path = ensure_generated(ds.root, ds.split, ds.n_samples, ds.seed, writer)
+        template = smt.VIDEO_TEMPLATE if video else smt.AUDIO_TEMPLATE
+        return SplitFiles(path if video else None, None if video else path, Path(ds.root), template)
+    if ds.format == "msrvtt_qa":
+        if ds.questions is None:
+            raise ConfigError(f"{where}.questions: required for format msrvtt_qa (the QA JSON list)")
+        return SplitFiles(Path(ds.questions), None, Path(ds.image_root) if ds.image_root else None, ds.image_template)
     if ds.format == "synthetic_scenes":
         from mmadapt.data.synthetic import ensure_scenes_dataset, read_manifest
 
@@ -57,12 +72,13 @@ def batched(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[i : i + size]
 
 
-def load_batch_images(paths: Sequence[str | Path]) -> tuple[list[int], list[Any], list[tuple[int, str]]]:
-    """Read images; returns (indices that loaded, the images, [(index, error message)] for the others)."""
+def load_batch_images(paths: Sequence[str | Path], loader=load_image) -> tuple[list[int], list[Any], list[tuple[int, str]]]:
+    """Read inputs with ``loader`` (images by default; a model's ``vision.load`` for video / audio); returns
+    (indices that loaded, the inputs, [(index, error message)] for the others)."""
     ok, images, errors = [], [], []
     for i, path in enumerate(paths):
         try:
-            images.append(load_image(path))
+            images.append(loader(path))
             ok.append(i)
         except (DataError, OSError) as exc:
             errors.append((i, str(exc)))

@@ -38,6 +38,16 @@ class CaptionTask(Task):
 
             resolve_split(ds, f"tasks.{self.key}.{split}")  # writes the set if it is missing
             samples = load_scenes_captions(ds.root, ds.split)
+        elif ds.format in ("audiocaps", "synthetic_audiocaps"):
+            from mmadapt.data.audiocaps import load_audiocaps
+
+            files = resolve_split(ds, f"tasks.{self.key}.{split}") if ds.format == "synthetic_audiocaps" else None
+            if files is not None:
+                samples = load_audiocaps(files.annotations, files.image_root, files.image_template)
+            elif ds.annotations is None:
+                raise ConfigError(f"tasks.{self.key}.{split}.annotations: required for format audiocaps (the CSV)")
+            else:
+                samples = load_audiocaps(ds.annotations, ds.image_root, ds.image_template)
         elif ds.format == "coco_captions":
             if ds.annotations is None:
                 raise ConfigError(f"tasks.{self.key}.{split}.annotations: required for format coco_captions")
@@ -63,7 +73,7 @@ class CaptionTask(Task):
             samples = samples[:max_samples]
         results, errors = [], []
         for chunk in tqdm(list(batched(samples, batch_size)), desc=f"eval {self.key}", disable=quiet):
-            ok, images, bad = load_batch_images([s.image_path for s in chunk])
+            ok, images, bad = load_batch_images([s.image_path for s in chunk], model.vision.load)
             errors += [{"image_id": chunk[i].image_id, "image": str(chunk[i].image_path), "error": e} for i, e in bad]
             if not ok:
                 continue

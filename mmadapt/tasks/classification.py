@@ -32,6 +32,7 @@ from mmadapt.training.data import LabelledExample
 
 #: dataset format → (module, writer) of the generator that writes it
 GENERATORS = {
+    "synthetic_images": ("mmadapt.data.synthetic_images", "write_image_dataset"),
     "synthetic_video": ("mmadapt.data.synthetic_video", "write_video_dataset"),
     "synthetic_audio": ("mmadapt.data.synthetic_audio", "write_audio_dataset"),
     "synthetic_points": ("mmadapt.data.synthetic_points", "write_point_cloud_dataset"),
@@ -62,14 +63,21 @@ class ClassificationTask(Task):
         return rows[: ds.limit] if ds.limit else rows
 
     def _table_records(self, path: Path, where: str) -> list[tuple[Any, Any]]:
+        """One record per row: the row's tensors (what the tabular tokenizer collates) and its label."""
         tok = getattr(self.model_config, "tokenizer", None)
-        if tok is None or not hasattr(tok, "table_schema"):
+        if getattr(tok, "name", None) != "tabular":
             raise ConfigError(f"{where}: a table needs the tabular tokenizer (model.tokenizer.name: tabular)")
-        from mmadapt.io.table import load_table
+        from mmadapt.io.table import TableSchema, load_table
 
-        schema = tok.table_schema(target=self.config.label_key)
+        schema = TableSchema(numeric=list(tok.numeric), categorical=list(tok.categorical), target=self.config.label_key,
+                             categories={c: list(v) for c, v in tok.categories.items()} or None,
+                             target_kind="numeric" if self.regression else "categorical")
         table = load_table(path, schema)
-        labels = _table_labels(table, schema, self.regression)
+        if self.regression:
+            labels = table.target.tolist()
+        else:
+            classes = table.schema.classes
+            labels = [classes[i] for i in table.target.tolist()]
         return [({"numeric": table.numeric[i], "categorical": table.categorical[i]}, labels[i])
                 for i in range(len(labels))]
 
@@ -203,15 +211,6 @@ def _manifest_records(path: Path, root: Path, label_key: str) -> list[tuple[str,
     if not rows:
         raise DataError(f"{path}: no samples")
     return rows
-
-
-def _table_labels(table, schema, regression: bool) -> list[Any]:
-    if table.target is None:
-        raise DataError(f"table has no target column {schema.target!r}")
-    if regression or not schema.categories or schema.target not in (schema.categories or {}):
-        return table.target.tolist()
-    names = schema.categories[schema.target]
-    return [names[int(i) - 1] if int(i) > 0 else None for i in table.target.tolist()]
 
 
 def _classification_scores(pred: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> dict:

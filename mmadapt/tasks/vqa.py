@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from mmadapt.data.video_qa import load_video_qa, write_vqa_files
 from mmadapt.data.vqa_v2 import VQASample, load_vqa, write_vqa_results
 from mmadapt.errors import ConfigError
 from mmadapt.eval.vqa_metric import score_vqa_files
@@ -31,9 +32,19 @@ class VQATask(Task):
         if ds is None:
             raise ConfigError(f"tasks.{self.key}.{split}: no dataset configured")
         files = resolve_split(ds, f"tasks.{self.key}.{split}")
-        samples = load_vqa(files.questions, files.annotations, image_root=files.image_root,
-                           image_template=files.image_template)
+        if ds.format in ("msrvtt_qa", "synthetic_videoqa"):
+            samples = load_video_qa(files.questions, files.image_root, files.image_template)
+        else:
+            samples = load_vqa(files.questions, files.annotations, image_root=files.image_root,
+                               image_template=files.image_template)
         return (samples[: ds.limit] if ds.limit else samples), files
+
+    def _scoring_files(self, samples: list[VQASample], files, out_dir: Path) -> tuple[Path, Path | None]:
+        """The VQA v2 questions / annotations to score against (video QA: written from ``samples``)."""
+        if files.annotations is not None or self.config.eval.format not in ("msrvtt_qa", "synthetic_videoqa"):
+            return files.questions, files.annotations
+        return write_vqa_files(samples, out_dir / f"{self.key}_vqa_questions.json",
+                               out_dir / f"{self.key}_vqa_annotations.json")
 
     def prefix(self, question: str) -> str:
         return self.config.prompt.format(question=question)
@@ -61,14 +72,15 @@ class VQATask(Task):
     def evaluate(self, model, out_dir: Path, batch_size: int, max_samples: int | None = None,
                  quiet: bool = False) -> dict:
         samples, files = self._samples("eval")
-        if files.annotations is None:
+        questions, annotations = self._scoring_files(samples, files, out_dir)
+        if annotations is None:
             raise ConfigError(f"tasks.{self.key}.eval.annotations: needed to score VQA")
         if max_samples:
             samples = samples[:max_samples]
         cands = self.candidates() if self.config.answer_mode == "rank" else None
         results, errors = [], []
         for chunk in tqdm(list(batched(samples, batch_size)), desc=f"eval {self.key}", disable=quiet):
-            ok, images, bad = load_batch_images([s.image_path for s in chunk])
+            ok, images, bad = load_batch_images([s.image_path for s in chunk], model.vision.load)
             errors += [{"question_id": chunk[i].question_id, "image": str(chunk[i].image_path), "error": e}
                        for i, e in bad]
             if not ok:
@@ -84,7 +96,7 @@ class VQATask(Task):
         out_dir.mkdir(parents=True, exist_ok=True)
         results_path = write_vqa_results(out_dir / f"{self.key}_results.json", results)
         # questions that were never answered (bad images) score 0 — unless the run was limited on purpose
-        scores = score_vqa_files(files.questions, files.annotations, results_path,
+        scores = score_vqa_files(questions, annotations, results_path,
                                  missing="skip" if max_samples or files_limited(self, "eval") else "zero")
         write_json(out_dir / f"{self.key}.json", scores)
         if errors:
@@ -95,6 +107,7 @@ class VQATask(Task):
         """Constant answer (the most common training answer) and per-question-type prior."""
         train, _ = self._samples("train")
         evals, files = self._samples("eval")
+        questions, annotations = self._scoring_files(evals, files, out_dir)
         overall = Counter(_target(s) for s in train).most_common(1)[0][0]
         by_type: dict[str, Counter] = {}
         for s in train:
@@ -105,7 +118,7 @@ class VQATask(Task):
                                 ("question_type_prior", lambda s: prior.get(s.question_type or "", overall))):
             path = write_vqa_results(out_dir / f"{self.key}_baseline_{name}.json",
                                      [(s.question_id, answer_of(s)) for s in evals])
-            out[name] = score_vqa_files(files.questions, files.annotations, path, missing="skip")["overall"]
+            out[name] = score_vqa_files(questions, annotations, path, missing="skip")["overall"]
             path.unlink()
         return out
 

@@ -26,6 +26,8 @@ ZOO_PREFIX = "zoo:"
 _BUILDERS = {
     "zoo:tiny-opt": "mmadapt.zoo.tiny_opt",
     "zoo:tiny-vit": "mmadapt.zoo.tiny_vit",
+    "zoo:tiny-timesformer": "mmadapt.zoo.tiny_timesformer",
+    "zoo:tiny-ast": "mmadapt.zoo.tiny_ast",
 }
 
 __all__ = ["ZOO_PREFIX", "is_zoo_name", "zoo_names", "zoo_path", "resolve_pretrained", "build_entry",

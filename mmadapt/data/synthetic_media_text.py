@@ -1,0 +1,79 @@
+"""Text over the synthetic videos and sounds, in the real formats: video QA (MSRVTT-QA JSON) and audio
+captioning (AudioCaps CSV), for eP-ALM's offline video and audio runs.
+
+- :func:`write_videoqa_dataset`: the clips of :func:`~mmadapt.data.synthetic_video.write_video_dataset`
+  (a shape moving right / left / down / up) and two questions per clip — "which way does the shape move?"
+  (needs the frame order) and "what shape is moving?" (square / disc / diamond) — as ``<split>_qa.json``.
+- :func:`write_audiocaps_dataset`: the clips of :func:`~mmadapt.data.synthetic_audio.write_audio_dataset`
+  (tone, rising / falling chirp, pulsing tone, noise) with five reference captions each (paraphrases of the
+  sound's class, drawn per clip), as ``<split>.csv`` in the AudioCaps columns.
+
+Both are deterministic given (split, seed) and return the path of the file they wrote.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+from pathlib import Path
+
+from mmadapt.data.synthetic_audio import write_audio_dataset
+from mmadapt.data.synthetic_video import write_video_dataset
+
+PathLike = str | os.PathLike[str]
+VIDEO_TEMPLATE = "{video}"  # the synthetic QA files name each clip by its path under the root
+AUDIO_TEMPLATE = "{youtube_id}.wav"
+
+CAPTIONS: dict[str, tuple[str, ...]] = {
+    "tone": ("a steady tone", "a single steady beep", "a constant pitch sounds", "one tone holds steady",
+             "a steady electronic tone plays"),
+    "rising_chirp": ("a tone rises in pitch", "a rising whistle", "the pitch sweeps upward", "a chirp going up",
+                     "a sound that rises in pitch"),
+    "falling_chirp": ("a tone falls in pitch", "a falling whistle", "the pitch sweeps downward",
+                      "a chirp going down", "a sound that falls in pitch"),
+    "am_tone": ("a pulsing tone", "a tone that throbs", "a beeping tone pulses on and off", "a wavering tone",
+                "a tone that pulses rapidly"),
+    "noise": ("white noise hisses", "a steady hiss of static", "static noise", "a loud hissing noise",
+              "noise like rushing air"),
+}
+
+
+def write_videoqa_dataset(root: PathLike, split: str, n: int, seed: int) -> Path:
+    """``n`` clips and ``2 n`` questions of ``split``; returns ``<root>/<split>_qa.json`` (MSRVTT-QA format)."""
+    root = Path(root)
+    manifest = write_video_dataset(root, split, n, seed)
+    items = []
+    for video_id, line in enumerate(manifest.read_text(encoding="utf-8").splitlines()):
+        clip = json.loads(line)
+        common = {"video_id": video_id, "video": clip["path"]}
+        items.append({"id": 2 * video_id, **common, "question": "which way does the shape move?",
+                      "answer": clip["label"].removeprefix("moving_")})
+        items.append({"id": 2 * video_id + 1, **common, "question": "what shape is moving?", "answer": clip["shape"]})
+    path = root / f"{split}_qa.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(items, indent=0), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def write_audiocaps_dataset(root: PathLike, split: str, n: int, seed: int) -> Path:
+    """``n`` clips of ``split`` with five captions each; returns ``<root>/<split>.csv`` (AudioCaps columns)."""
+    root = Path(root)
+    manifest = write_audio_dataset(root, split, n, seed)
+    rng = random.Random(f"audiocaps/{split}/{seed}")
+    rows = []
+    for index, line in enumerate(manifest.read_text(encoding="utf-8").splitlines()):
+        clip = json.loads(line)
+        youtube_id = clip["path"].removesuffix(".wav")
+        for caption in rng.sample(CAPTIONS[clip["label"]], len(CAPTIONS[clip["label"]])):
+            rows.append({"audiocap_id": len(rows), "youtube_id": youtube_id, "start_time": 0, "caption": caption})
+    path = root / f"{split}.csv"
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=["audiocap_id", "youtube_id", "start_time", "caption"])
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
+    return path
