@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmadapt.data._manifest import check_split_n_seed, write_manifest
+from mmadapt.data._manifest import balanced_label, check_split_n_seed, write_manifest
 from mmadapt.errors import ConfigError
 from mmadapt.io.audio import write_audio
 
@@ -83,7 +83,7 @@ def write_audio_dataset(
     split_key = zlib.crc32(split.encode("utf-8"))
     records = []
     for index in range(n):
-        label = _balanced_label(seed, split_key, index)
+        label = balanced_label(CLASSES, seed, split_key, index)
         waveform = synthesize(np.random.default_rng([seed, split_key, index, 1]), label, sample_rate, seconds)
         relative = f"{split}/{index:06d}.wav"
         write_audio(root / relative, waveform, sample_rate)
@@ -93,10 +93,3 @@ def write_audio_dataset(
 
 def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
     return float(np.exp(rng.uniform(np.log(low), np.log(high))))
-
-
-def _balanced_label(seed: int, split_key: int, index: int) -> str:
-    """Sample ``index``'s class: each block of ``len(CLASSES)`` samples is a random permutation of the classes."""
-    block, slot = divmod(index, len(CLASSES))
-    order = np.random.default_rng([seed, split_key, block, 0]).permutation(len(CLASSES))
-    return CLASSES[int(order[slot])]

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmadapt.data._manifest import check_split_n_seed, write_manifest
+from mmadapt.data._manifest import balanced_label, check_split_n_seed, write_manifest
 from mmadapt.errors import ConfigError
 from mmadapt.io.video import write_video
 
@@ -134,16 +134,9 @@ def write_video_dataset(
     split_key = zlib.crc32(split.encode("utf-8"))
     records = []
     for index in range(n):
-        label = _balanced_label(seed, split_key, index)
+        label = balanced_label(CLASSES, seed, split_key, index)
         clip = sample_moving_shape(np.random.default_rng([seed, split_key, index, 1]), label, size)
         relative = f"{split}/{index:06d}.mp4"
         write_video(root / relative, render_clip(clip, size, n_frames), fps)
         records.append({"path": relative, "label": label, "shape": clip.shape})
     return write_manifest(root / f"{split}.jsonl", records)
-
-
-def _balanced_label(seed: int, split_key: int, index: int) -> str:
-    """Sample ``index``'s class: each block of ``len(CLASSES)`` samples is a random permutation of the classes."""
-    block, slot = divmod(index, len(CLASSES))
-    order = np.random.default_rng([seed, split_key, block, 0]).permutation(len(CLASSES))
-    return CLASSES[int(order[slot])]

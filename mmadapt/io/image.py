@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import os
 import warnings
-from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mmadapt.errors import DataError
+from mmadapt.io._files import check_file, one_line
 
 __all__ = ["load_image"]
 
@@ -38,7 +38,7 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image:
             ``"{path}: {what is wrong}"``.
     """
     where = os.fspath(path)
-    _check_file(where)
+    check_file(where, "image")
     try:
         with Image.open(where) as opened:
             opened.load()
@@ -50,7 +50,7 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image:
             raise DataError(f"{where}: cannot decode image (truncated or corrupt {known} header)") from None
         raise DataError(f"{where}: not a recognised image file (unknown format)") from None
     except Image.DecompressionBombError as exc:
-        raise DataError(f"{where}: image too large to decode safely ({_one_line(exc)})") from None
+        raise DataError(f"{where}: image too large to decode safely ({one_line(exc)})") from None
     except PermissionError:
         raise DataError(f"{where}: permission denied") from None
     except MemoryError:
@@ -59,28 +59,12 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image:
         raise DataError(f"{where}: cannot decode image ({_decode_reason(exc)})") from None
 
 
-def _check_file(where: str) -> None:
-    """Turn the cheap, common file-system failures into clear messages before Pillow sees the file."""
-    try:
-        stat = os.stat(where)
-    except FileNotFoundError:
-        raise DataError(f"{where}: file not found") from None
-    except PermissionError:
-        raise DataError(f"{where}: permission denied") from None
-    except OSError as exc:
-        raise DataError(f"{where}: cannot read file ({_one_line(exc)})") from None
-    if Path(where).is_dir():
-        raise DataError(f"{where}: is a directory, not an image file")
-    if stat.st_size == 0:
-        raise DataError(f"{where}: empty file (0 bytes)")
-
-
 def _apply_exif_orientation(image: Image.Image, where: str) -> Image.Image:
     """Rotate / flip ``image`` as its EXIF Orientation tag says; keep it as is if the EXIF is unreadable."""
     try:
         return ImageOps.exif_transpose(image)
     except Exception as exc:  # noqa: BLE001 - broken EXIF must not cost us the pixels
-        warnings.warn(f"{where}: ignoring unreadable EXIF orientation ({_one_line(exc)})", stacklevel=3)
+        warnings.warn(f"{where}: ignoring unreadable EXIF orientation ({one_line(exc)})", stacklevel=3)
         return image
 
 
@@ -121,14 +105,12 @@ def _sniff_format(where: str) -> str | None:
 
 def _decode_reason(exc: BaseException) -> str:
     """A short, one-line reason for a decode failure; Pillow's truncation messages become 'truncated file'."""
-    text = _one_line(exc)
+    if not str(exc).strip():  # no message at all: EOFError means truncated, any other says only its type
+        return "truncated file" if isinstance(exc, EOFError) else type(exc).__name__
+    text = one_line(exc)
     lowered = text.lower()
     if "truncated" in lowered or isinstance(exc, EOFError) or "premature end" in lowered:
         return "truncated file"
-    if not text or not isinstance(exc, (OSError, SyntaxError, ValueError)):
-        return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    if not isinstance(exc, (OSError, SyntaxError, ValueError)):
+        return f"{type(exc).__name__}: {text}"
     return text
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
