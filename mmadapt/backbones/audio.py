@@ -1,0 +1,143 @@
+"""Frozen audio encoders: the Hugging Face Audio Spectrogram Transformer (AST).
+
+An audio encoder is a :class:`~mmadapt.backbones.vision.VisionEncoder` whose input is a log-mel
+spectrogram instead of pixels, so the adapters read it through the same interface:
+
+- ``load(path) -> Tensor [S]`` — a mono waveform at the feature extractor's sample rate;
+- ``preprocess(waveforms: list[Tensor [S]]) -> input_values [B, max_length, num_mel_bins]``;
+- ``layer_cls(input_values) -> [B, L, D]`` — each block's [CLS] through the final LayerNorm (eP-ALM);
+- ``layer_tokens(input_values) -> list[[B, 2+N, D]]``, ``run_blocks``, ``blocks``, ``hidden_size``,
+  ``num_layers``, ``identity``, ``dtype``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from mmadapt.backbones.base import DTYPES, freeze, resolve_name
+from mmadapt.backbones.vision import VisionEncoder
+from mmadapt.errors import DataError
+from mmadapt.registry import register
+
+
+@register("backbones", "hf_ast")
+class HFAST(VisionEncoder):
+    """``transformers.ASTModel`` with its ``ASTFeatureExtractor`` (Kaldi log-mel fbank, padded or cut to
+    ``max_length`` frames, normalised with the checkpoint's mean / std).
+
+    AST's token sequence is ``[CLS], [DIST], patches...`` (``[DIST]``: the DeiT-style distillation token,
+    position 1). :meth:`layer_tokens` returns the model's own hidden states, so they hold both, ``[B, 2+N, D]``;
+    :meth:`layer_cls` reads position 0 only. :meth:`run_blocks` prepends ``[CLS]`` (+ its position-0
+    embedding, see :meth:`_cls_token`) *and* ``[DIST]`` (+ its position-1 embedding) to the external tokens,
+    because every block was trained with that token present (all tokens attend to it; dropping it changes what
+    the frozen blocks compute), then drops ``[DIST]`` from what it returns: the result is ``[CLS] + tokens``,
+    ``[B, 1+N, D]``, as for every other encoder. Inside the blocks (what block hooks see) the sequence is
+    ``[CLS], [DIST], tokens...``, the same layout as the model's own forward pass.
+    """
+
+    def __init__(self, model: nn.Module, feature_extractor, identity: str):
+        super().__init__()
+        self.model = freeze(model)
+        self.feature_extractor = feature_extractor
+        self.final_norm = model.layernorm
+        self.hidden_size = model.config.hidden_size
+        self.num_layers = model.config.num_hidden_layers
+        self.identity = identity
+
+    @classmethod
+    def from_pretrained(cls, name: str, *, dtype: str = "float32", attn_implementation: str = "sdpa",
+                        revision: str | None = None, **_: object) -> "HFAST":
+        from transformers import ASTModel, AutoFeatureExtractor
+
+        path = resolve_name(name)
+        model = ASTModel.from_pretrained(path, dtype=DTYPES[dtype], attn_implementation=attn_implementation,
+                                         revision=revision)
+        feature_extractor = AutoFeatureExtractor.from_pretrained(path, revision=revision)
+        return cls(model, feature_extractor, identity=f"hf_ast:{name}@{revision or 'main'}")
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.feature_extractor.sampling_rate)
+
+    def load(self, source) -> torch.Tensor:
+        """An audio file (any format :func:`mmadapt.io.audio.load_audio` reads; mono, resampled to
+        :attr:`sample_rate`) or a waveform ``[S]`` (a tensor is passed through, an array becomes one) →
+        ``[S]``. Raises :class:`~mmadapt.errors.DataError` naming the file."""
+        if isinstance(source, np.ndarray):
+            source = torch.from_numpy(np.asarray(source, dtype=np.float32))
+        if isinstance(source, torch.Tensor):
+            if source.ndim != 1:
+                raise DataError(f"hf_ast.load: expected a mono waveform [S], got shape {list(source.shape)}")
+            return source
+        from mmadapt.io.audio import load_audio
+
+        return load_audio(source, sample_rate=self.sample_rate)
+
+    def preprocess(self, waveforms: list) -> torch.Tensor:
+        """Mono waveforms ``[S_i]`` (tensors or arrays, at :attr:`sample_rate`) → ``input_values``
+        ``[B, max_length, num_mel_bins]`` in the encoder's dtype."""
+        frame = round(0.025 * self.sample_rate)  # one Kaldi frame (25 ms)
+        arrays = []
+        for i, w in enumerate(waveforms):
+            a = w.detach().float().cpu().numpy() if isinstance(w, torch.Tensor) else np.asarray(w, dtype=np.float32)
+            if a.ndim != 1:
+                raise DataError(f"hf_ast.preprocess: waveform {i}: expected a mono waveform [S], "
+                                f"got shape {list(a.shape)}")
+            if a.shape[0] < frame:
+                raise DataError(f"hf_ast.preprocess: waveform {i}: {a.shape[0]} samples is shorter than one 25 ms "
+                                f"frame ({frame} samples at {self.sample_rate} Hz)")
+            if not np.isfinite(a).all():
+                raise DataError(f"hf_ast.preprocess: waveform {i} holds NaN or infinite values")
+            arrays.append(a.astype(np.float32, copy=False))
+        if not arrays:
+            raise DataError("hf_ast.preprocess: no waveforms")
+        out = self.feature_extractor(arrays, sampling_rate=self.sample_rate, return_tensors="pt")
+        return out["input_values"].to(self.dtype)
+
+    def layer_tokens(self, input_values: torch.Tensor) -> list[torch.Tensor]:
+        """Every token after each block, ``[B, 2+N, D]`` each (``[CLS]``, ``[DIST]``, patches; no final norm)."""
+        out = self.model(input_values=input_values, output_hidden_states=True)
+        return list(out.hidden_states[1:])  # drop the embedding output: one entry per block
+
+    def layer_cls(self, input_values: torch.Tensor) -> torch.Tensor:
+        cls = torch.stack([h[:, 0] for h in self.layer_tokens(input_values)], dim=1)
+        return self.final_norm(cls)
+
+    @property
+    def blocks(self) -> list[nn.Module]:
+        return list(self.model.layers)
+
+    def _cls_token(self) -> torch.Tensor:
+        emb = self.model.embeddings
+        return emb.cls_token[0, 0] + emb.position_embeddings[0, 0]
+
+    def _dist_token(self) -> torch.Tensor:
+        """The distillation token with its position-1 embedding, ``[D]``."""
+        emb = self.model.embeddings
+        return emb.distillation_token[0, 0] + emb.position_embeddings[0, 1]
+
+    def _run_block(self, block: nn.Module, hidden: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        additive = torch.zeros(key_mask.shape, dtype=hidden.dtype, device=hidden.device)
+        additive.masked_fill_(~key_mask, torch.finfo(hidden.dtype).min)
+        out = block(hidden, attention_mask=additive[:, None, None, :])  # [B, 1, 1, L]: padding as keys
+        return out[0] if isinstance(out, tuple) else out
+
+    def run_blocks(self, tokens: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``tokens`` [B, N, D] (mask [B, N], True = real) → ``([CLS] + tokens)`` after every block and the
+        final norm [B, 1+N, D], and the matching mask [B, 1+N]; ``[DIST]`` runs with them but is not returned
+        (see the class docstring). Gradients flow to ``tokens``."""
+        B, N, D = tokens.shape
+        if D != self.hidden_size:
+            raise ValueError(f"run_blocks: tokens have width {D}, the encoder expects {self.hidden_size}")
+        if mask.shape != (B, N):
+            raise ValueError(f"run_blocks: mask shape {tuple(mask.shape)} != tokens' [B, N] = {(B, N)}")
+        prefix = torch.stack([self._cls_token(), self._dist_token()]).to(self.dtype).expand(B, 2, D)
+        hidden = torch.cat([prefix, tokens.to(self.dtype)], dim=1)
+        keys = torch.cat([torch.ones(B, 2, dtype=torch.bool, device=mask.device), mask.bool()], dim=1)
+        for block in self.blocks:
+            hidden = self._run_block(block, hidden, keys)
+        hidden = torch.cat([hidden[:, :1], hidden[:, 2:]], dim=1)  # drop [DIST]
+        full = torch.cat([keys[:, :1], keys[:, 2:]], dim=1)
+        return self.final_norm(hidden), full
