@@ -335,6 +335,7 @@ def _load_lm(cfg: BackboneConfig) -> CausalLM:
 
 def _load_vision(cfg: BackboneConfig) -> VisionEncoder:
     if cfg.kind == "hf_causal_lm":
-        raise ConfigError("model.vision.kind: expected a vision encoder (hf_vit, hf_clip_vision, open_clip)")
+        raise ConfigError("model.vision.kind: expected a perception encoder (hf_vit, hf_clip_vision, open_clip, "
+                          "hf_timesformer, hf_ast)")
     return load_vision_encoder(cfg.kind, cfg.name, dtype=cfg.dtype, attn_implementation=cfg.attn_implementation,
                                revision=cfg.revision, pretrained=cfg.pretrained)
