@@ -34,7 +34,8 @@ MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
 ZOO_SUBDIR = "zoo"
 
-#: ``build(out_dir, spec, progress) -> metrics``: writes the model files into ``out_dir``.
+#: ``build(out_dir, spec, progress) -> metrics``: writes the model files into ``out_dir`` (run with
+#: ``spec["threads"]`` torch threads).
 Builder = Callable[[Path, dict, bool], dict]
 
 
@@ -171,7 +172,8 @@ def get_or_build(name: str, spec: dict, builder: Builder, *, root: Path | None =
             logger.info("zoo: building %s at %s", name, final)
         with _tmp_build_dir(final) as tmp:
             start = time.perf_counter()
-            metrics = builder(tmp, spec, not quiet())
+            with _torch_threads(spec.get("threads")):
+                metrics = builder(tmp, spec, not quiet())
             manifest = {
                 "format": MANIFEST_FORMAT,
                 "name": name,
@@ -188,6 +190,21 @@ def get_or_build(name: str, spec: dict, builder: Builder, *, root: Path | None =
                 raise RuntimeError(f"zoo: freshly built {name} in {tmp} does not verify: {problem}")
             _replace_dir(tmp, final)
         return final
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int | None):
+    """Run a build with ``spec["threads"]`` torch threads (part of the spec: it can change the numerics),
+    restoring the caller's setting afterwards."""
+    import torch
+
+    previous = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _versions() -> dict[str, str]:

@@ -213,81 +213,76 @@ def build(out_dir: Path, spec: dict, progress: bool = True) -> dict:
 
     t0 = time.perf_counter()
     seed, tr, m = int(spec["seed"]), spec["train"], spec["model"]
-    prev_threads = torch.get_num_threads()
-    torch.set_num_threads(int(spec["threads"]))
-    try:
-        # the training pool: features once, normalisation stats from its real (unpadded) frames
-        feats, classes, bands = _features(spec, seed, 0, int(spec["data"]["n_train_clips"]))
-        real = feats[:, : _real_frames(spec)]
-        mean, std = float(real.mean()), float(real.std())
-        fe = make_feature_extractor(spec, mean=round(mean, 6), std=round(std, 6))
-        n_real = _real_frames(spec)
-        t_data = time.perf_counter() - t0
+    # the training pool: features once, normalisation stats from its real (unpadded) frames
+    feats, classes, bands = _features(spec, seed, 0, int(spec["data"]["n_train_clips"]))
+    real = feats[:, : _real_frames(spec)]
+    mean, std = float(real.mean()), float(real.std())
+    fe = make_feature_extractor(spec, mean=round(mean, 6), std=round(std, 6))
+    n_real = _real_frames(spec)
+    t_data = time.perf_counter() - t0
 
-        config = ASTConfig(
-            hidden_size=m["hidden_size"], num_hidden_layers=m["num_hidden_layers"],
-            num_attention_heads=m["num_attention_heads"], intermediate_size=m["intermediate_size"],
-            hidden_act="gelu", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, qkv_bias=True,
-            layer_norm_eps=1e-12, patch_size=m["patch_size"], frequency_stride=m["frequency_stride"],
-            time_stride=m["time_stride"], max_length=m["max_length"], num_mel_bins=m["num_mel_bins"],
-        )
-        torch.manual_seed(seed)
-        ast = ASTModel(config)
-        emb = ast.embeddings
-        with torch.no_grad():
-            # HF starts [CLS], [DIST] and the position table at zero: [CLS] and [DIST] would then stay equal
-            # copies of each other, and patches would carry no position (rising vs falling chirps need it)
-            emb.cls_token.normal_(0.0, 0.02)
-            emb.distillation_token.normal_(0.0, 0.02)
-            if m["position_init"] == "sincos":
-                f_out, t_out = emb.get_shape(config)
-                emb.position_embeddings[0, 2:] = sincos_grid(f_out, t_out, m["hidden_size"])
-        class_head = torch.nn.Linear(m["hidden_size"], len(CLASSES))
-        pitch_head = torch.nn.Linear(m["hidden_size"], len(PITCH_BANDS))
-        n_params = sum(p.numel() for p in ast.parameters())
+    config = ASTConfig(
+        hidden_size=m["hidden_size"], num_hidden_layers=m["num_hidden_layers"],
+        num_attention_heads=m["num_attention_heads"], intermediate_size=m["intermediate_size"],
+        hidden_act="gelu", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, qkv_bias=True,
+        layer_norm_eps=1e-12, patch_size=m["patch_size"], frequency_stride=m["frequency_stride"],
+        time_stride=m["time_stride"], max_length=m["max_length"], num_mel_bins=m["num_mel_bins"],
+    )
+    torch.manual_seed(seed)
+    ast = ASTModel(config)
+    emb = ast.embeddings
+    with torch.no_grad():
+        # HF starts [CLS], [DIST] and the position table at zero: [CLS] and [DIST] would then stay equal
+        # copies of each other, and patches would carry no position (rising vs falling chirps need it)
+        emb.cls_token.normal_(0.0, 0.02)
+        emb.distillation_token.normal_(0.0, 0.02)
+        if m["position_init"] == "sincos":
+            f_out, t_out = emb.get_shape(config)
+            emb.position_embeddings[0, 2:] = sincos_grid(f_out, t_out, m["hidden_size"])
+    class_head = torch.nn.Linear(m["hidden_size"], len(CLASSES))
+    pitch_head = torch.nn.Linear(m["hidden_size"], len(PITCH_BANDS))
+    n_params = sum(p.numel() for p in ast.parameters())
 
-        params = (list(ast.named_parameters()) + [("class_head." + n, p) for n, p in class_head.named_parameters()]
-                  + [("pitch_head." + n, p) for n, p in pitch_head.named_parameters()])
-        bs = int(tr["batch_size"])
-        g = torch.Generator().manual_seed(seed)
-        ast.train()
+    params = (list(ast.named_parameters()) + [("class_head." + n, p) for n, p in class_head.named_parameters()]
+              + [("pitch_head." + n, p) for n, p in pitch_head.named_parameters()])
+    bs = int(tr["batch_size"])
+    g = torch.Generator().manual_seed(seed)
+    ast.train()
 
-        lo_db, hi_db = (float(v) for v in tr["gain_db"])
+    lo_db, hi_db = (float(v) for v in tr["gain_db"])
 
-        def step_loss(step: int) -> torch.Tensor:
-            idx = torch.randint(len(feats), (bs,), generator=g)
-            x = feats[idx]
-            x = _with_gain(x, lo_db + (hi_db - lo_db) * torch.rand(bs, generator=g), n_real)
-            x = (x - fe.mean) / (2 * fe.std)  # = fe.normalize
-            with autocast(tr):
-                cls = ast(input_values=x).last_hidden_state[:, 0]
-                class_logits, pitch_logits = class_head(cls), pitch_head(cls)
-            loss = F.cross_entropy(class_logits.float(), classes[idx])
-            if (bands[idx] != -100).any():
-                loss = loss + F.cross_entropy(pitch_logits.float(), bands[idx], ignore_index=-100)
-            return loss
+    def step_loss(step: int) -> torch.Tensor:
+        idx = torch.randint(len(feats), (bs,), generator=g)
+        x = feats[idx]
+        x = _with_gain(x, lo_db + (hi_db - lo_db) * torch.rand(bs, generator=g), n_real)
+        x = (x - fe.mean) / (2 * fe.std)  # = fe.normalize
+        with autocast(tr):
+            cls = ast(input_values=x).last_hidden_state[:, 0]
+            class_logits, pitch_logits = class_head(cls), pitch_head(cls)
+        loss = F.cross_entropy(class_logits.float(), classes[idx])
+        if (bands[idx] != -100).any():
+            loss = loss + F.cross_entropy(pitch_logits.float(), bands[idx], ignore_index=-100)
+        return loss
 
-        def no_decay(name: str, p: torch.Tensor) -> bool:
-            return p.dim() < 2 or "position_embeddings" in name or "token" in name
+    def no_decay(name: str, p: torch.Tensor) -> bool:
+        return p.dim() < 2 or "position_embeddings" in name or "token" in name
 
-        ema, t_train = pretrain(params, no_decay, step_loss, tr, betas=(0.9, 0.99),
-                                desc="zoo:tiny-ast pretrain", progress=progress)
+    ema, t_train = pretrain(params, no_decay, step_loss, tr, betas=(0.9, 0.99),
+                            desc="zoo:tiny-ast pretrain", progress=progress)
 
-        ev = spec["eval"]
-        n_eval, ebs = int(ev["n_clips"]), int(ev["batch_size"])
-        e_raw, e_classes, e_bands = _features(spec, seed, 1, n_eval)
-        e_gain = lo_db + (hi_db - lo_db) * torch.rand(n_eval, generator=torch.Generator().manual_seed(seed + 1))
-        acc = {}
-        for prefix, raw in (("", e_raw), ("random_gain/", _with_gain(e_raw, e_gain, n_real))):
-            x = torch.from_numpy(fe.normalize(raw.numpy()))
-            batches = ((x[i : i + ebs], e_classes[i : i + ebs], e_bands[i : i + ebs]) for i in range(0, n_eval, ebs))
-            acc.update({prefix + k: v for k, v in heads_accuracy(ast, class_head, pitch_head, batches).items()
-                        if not (prefix and k.startswith("class/"))})
+    ev = spec["eval"]
+    n_eval, ebs = int(ev["n_clips"]), int(ev["batch_size"])
+    e_raw, e_classes, e_bands = _features(spec, seed, 1, n_eval)
+    e_gain = lo_db + (hi_db - lo_db) * torch.rand(n_eval, generator=torch.Generator().manual_seed(seed + 1))
+    acc = {}
+    for prefix, raw in (("", e_raw), ("random_gain/", _with_gain(e_raw, e_gain, n_real))):
+        x = torch.from_numpy(fe.normalize(raw.numpy()))
+        batches = ((x[i : i + ebs], e_classes[i : i + ebs], e_bands[i : i + ebs]) for i in range(0, n_eval, ebs))
+        acc.update({prefix + k: v for k, v in heads_accuracy(ast, class_head, pitch_head, batches).items()
+                    if not (prefix and k.startswith("class/"))})
 
-        ast.save_pretrained(out_dir, safe_serialization=True)
-        fe.save_pretrained(out_dir)
-    finally:
-        torch.set_num_threads(prev_threads)
+    ast.save_pretrained(out_dir, safe_serialization=True)
+    fe.save_pretrained(out_dir)
     return {
         "n_params": n_params,
         "feature_mean": fe.mean,

@@ -366,64 +366,59 @@ def build(out_dir: Path, spec: dict, progress: bool = True) -> dict:
 
     t0 = time.perf_counter()
     seed, tr = int(spec["seed"]), spec["train"]
-    prev_threads = torch.get_num_threads()
-    torch.set_num_threads(int(spec["threads"]))
-    try:
-        # Tokenizer: the task texts of the LM corpus plus English-like filler.
-        rng = random.Random(f"{seed}/tokenizer")
-        n_task, n_fill = spec["tokenizer"]["n_task_texts"], spec["tokenizer"]["n_filler_texts"]
-        texts = [sequence_text(task_example(rng, tr["mix"], tr["max_questions"])[1]) for _ in range(n_task)]
-        texts += [filler_text(rng) for _ in range(n_fill)]
-        texts += sorted(S.answer_vocabulary())  # each answer word on its own, too
-        mcfg = spec["model"]
-        tokenizer = train_tokenizer(texts, spec["tokenizer"]["vocab_size"], mcfg["max_position_embeddings"])
-        t_tok = time.perf_counter() - t0
+    # Tokenizer: the task texts of the LM corpus plus English-like filler.
+    rng = random.Random(f"{seed}/tokenizer")
+    n_task, n_fill = spec["tokenizer"]["n_task_texts"], spec["tokenizer"]["n_filler_texts"]
+    texts = [sequence_text(task_example(rng, tr["mix"], tr["max_questions"])[1]) for _ in range(n_task)]
+    texts += [filler_text(rng) for _ in range(n_fill)]
+    texts += sorted(S.answer_vocabulary())  # each answer word on its own, too
+    mcfg = spec["model"]
+    tokenizer = train_tokenizer(texts, spec["tokenizer"]["vocab_size"], mcfg["max_position_embeddings"])
+    t_tok = time.perf_counter() - t0
 
-        config = OPTConfig(
-            vocab_size=len(tokenizer), hidden_size=mcfg["hidden_size"],
-            num_hidden_layers=mcfg["num_hidden_layers"], num_attention_heads=mcfg["num_attention_heads"],
-            ffn_dim=mcfg["ffn_dim"], max_position_embeddings=mcfg["max_position_embeddings"],
-            word_embed_proj_dim=mcfg["hidden_size"], do_layer_norm_before=True, activation_function="relu",
-            dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, layerdrop=0.0,
-            pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True,
-        )
-        torch.manual_seed(seed)
-        model = OPTForCausalLM(config)
-        if mcfg["position_init"] == "sinusoidal":
-            table = model.model.decoder.embed_positions.weight
-            with torch.no_grad():
-                table.copy_(sinusoidal_positions(*table.shape) * table.std() / 0.7071)
-        n_params = sum(p.numel() for p in model.parameters())
+    config = OPTConfig(
+        vocab_size=len(tokenizer), hidden_size=mcfg["hidden_size"],
+        num_hidden_layers=mcfg["num_hidden_layers"], num_attention_heads=mcfg["num_attention_heads"],
+        ffn_dim=mcfg["ffn_dim"], max_position_embeddings=mcfg["max_position_embeddings"],
+        word_embed_proj_dim=mcfg["hidden_size"], do_layer_norm_before=True, activation_function="relu",
+        dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, layerdrop=0.0,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    model = OPTForCausalLM(config)
+    if mcfg["position_init"] == "sinusoidal":
+        table = model.model.decoder.embed_positions.weight
+        with torch.no_grad():
+            table.copy_(sinusoidal_positions(*table.shape) * table.std() / 0.7071)
+    n_params = sum(p.numel() for p in model.parameters())
 
-        steps, bs = int(tr["steps"]), int(tr["batch_size"])
-        rng = random.Random(f"{seed}/lm-train")
-        examples = [task_example(rng, tr["mix"], tr["max_questions"]) for _ in range(steps * bs)]
-        encoded = _encode_examples(tokenizer, examples, float(tr["prompt_loss_weight"]))
-        model.train()
+    steps, bs = int(tr["steps"]), int(tr["batch_size"])
+    rng = random.Random(f"{seed}/lm-train")
+    examples = [task_example(rng, tr["mix"], tr["max_questions"]) for _ in range(steps * bs)]
+    encoded = _encode_examples(tokenizer, examples, float(tr["prompt_loss_weight"]))
+    model.train()
 
-        def step_loss(step: int) -> torch.Tensor:
-            chunk = encoded[step * bs : (step + 1) * bs]
-            ids, mask = _pad_batch([i for i, _ in chunk], tokenizer.pad_token_id)
-            weights = torch.zeros(ids.shape)
-            for row, (_, w) in enumerate(chunk):
-                weights[row, : len(w)] = torch.tensor(w)
-            with autocast(tr):
-                logits = model(input_ids=ids, attention_mask=mask).logits
-            return _weighted_lm_loss(logits, ids, weights)
+    def step_loss(step: int) -> torch.Tensor:
+        chunk = encoded[step * bs : (step + 1) * bs]
+        ids, mask = _pad_batch([i for i, _ in chunk], tokenizer.pad_token_id)
+        weights = torch.zeros(ids.shape)
+        for row, (_, w) in enumerate(chunk):
+            weights[row, : len(w)] = torch.tensor(w)
+        with autocast(tr):
+            logits = model(input_ids=ids, attention_mask=mask).logits
+        return _weighted_lm_loss(logits, ids, weights)
 
-        ema, t_train = pretrain(model.named_parameters(), lambda n, p: p.dim() < 2 or "embed_positions" in n,
-                                step_loss, tr, betas=(0.9, 0.98), desc="zoo:tiny-opt pretrain", progress=progress)
-        model.eval()
+    ema, t_train = pretrain(model.named_parameters(), lambda n, p: p.dim() < 2 or "embed_positions" in n,
+                            step_loss, tr, betas=(0.9, 0.98), desc="zoo:tiny-opt pretrain", progress=progress)
+    model.eval()
 
-        ev = spec["eval"]
-        held_out = _eval_examples(random.Random(f"{seed}/lm-eval"), ev["n_vqa"], ev["n_kv"])
-        acc = answer_accuracy(model, tokenizer, held_out, ev["batch_size"])
+    ev = spec["eval"]
+    held_out = _eval_examples(random.Random(f"{seed}/lm-eval"), ev["n_vqa"], ev["n_kv"])
+    acc = answer_accuracy(model, tokenizer, held_out, ev["batch_size"])
 
-        model.save_pretrained(out_dir, safe_serialization=True)
-        tokenizer.save_pretrained(out_dir)
-    finally:
-        torch.set_num_threads(prev_threads)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
     return {
         "n_params": n_params,
         "final_train_loss_ema": round(float(ema), 4) if ema is not None else None,

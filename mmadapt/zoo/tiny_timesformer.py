@@ -186,52 +186,47 @@ def build(out_dir: Path, spec: dict, progress: bool = True) -> dict:
 
     t0 = time.perf_counter()
     seed, tr, m = int(spec["seed"]), spec["train"], spec["model"]
-    prev_threads = torch.get_num_threads()
-    torch.set_num_threads(int(spec["threads"]))
-    try:
-        processor = make_processor(spec)
-        config = TimesformerConfig(
-            image_size=m["image_size"], patch_size=m["patch_size"], num_channels=3, num_frames=m["num_frames"],
-            hidden_size=m["hidden_size"], num_hidden_layers=m["num_hidden_layers"],
-            num_attention_heads=m["num_attention_heads"], intermediate_size=m["intermediate_size"],
-            hidden_act="gelu", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, drop_path_rate=0,
-            qkv_bias=True, layer_norm_eps=1e-6, attention_type=m["attention_type"],
-        )
-        torch.manual_seed(seed)
-        model = TimesformerModel(config)
-        if spec["init"]["scheme"] == "motion":
-            motion_init(model, spec)
-        elif spec["init"]["scheme"] != "hf":
-            raise ValueError(f"init.scheme: expected 'motion' or 'hf', got {spec['init']['scheme']!r}")
-        heads = _Heads(m["hidden_size"])
-        n_params = sum(p.numel() for p in model.parameters())
+    processor = make_processor(spec)
+    config = TimesformerConfig(
+        image_size=m["image_size"], patch_size=m["patch_size"], num_channels=3, num_frames=m["num_frames"],
+        hidden_size=m["hidden_size"], num_hidden_layers=m["num_hidden_layers"],
+        num_attention_heads=m["num_attention_heads"], intermediate_size=m["intermediate_size"],
+        hidden_act="gelu", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, drop_path_rate=0,
+        qkv_bias=True, layer_norm_eps=1e-6, attention_type=m["attention_type"],
+    )
+    torch.manual_seed(seed)
+    model = TimesformerModel(config)
+    if spec["init"]["scheme"] == "motion":
+        motion_init(model, spec)
+    elif spec["init"]["scheme"] != "hf":
+        raise ValueError(f"init.scheme: expected 'motion' or 'hf', got {spec['init']['scheme']!r}")
+    heads = _Heads(m["hidden_size"])
+    n_params = sum(p.numel() for p in model.parameters())
 
-        params = list(model.named_parameters()) + [("heads." + n, p) for n, p in heads.named_parameters()]
-        bs = int(tr["batch_size"])
-        model.train()
+    params = list(model.named_parameters()) + [("heads." + n, p) for n, p in heads.named_parameters()]
+    bs = int(tr["batch_size"])
+    model.train()
 
-        def step_loss(step: int) -> torch.Tensor:
-            pixels, directions, shapes = clip_batch(np.random.default_rng([seed, 1, step]), bs, spec)
-            with autocast(tr):
-                d_logits, s_logits = heads(model(pixel_values=pixels).last_hidden_state[:, 0])
-            return F.cross_entropy(d_logits.float(), directions) + F.cross_entropy(s_logits.float(), shapes)
+    def step_loss(step: int) -> torch.Tensor:
+        pixels, directions, shapes = clip_batch(np.random.default_rng([seed, 1, step]), bs, spec)
+        with autocast(tr):
+            d_logits, s_logits = heads(model(pixel_values=pixels).last_hidden_state[:, 0])
+        return F.cross_entropy(d_logits.float(), directions) + F.cross_entropy(s_logits.float(), shapes)
 
-        def no_decay(name: str, p: torch.Tensor) -> bool:
-            return p.dim() < 2 or any(k in name for k in ("position_embeddings", "time_embeddings", "cls_token"))
+    def no_decay(name: str, p: torch.Tensor) -> bool:
+        return p.dim() < 2 or any(k in name for k in ("position_embeddings", "time_embeddings", "cls_token"))
 
-        ema, t_train = pretrain(params, no_decay, step_loss, tr, betas=(0.9, 0.99),
-                                desc="zoo:tiny-timesformer pretrain", progress=progress)
+    ema, t_train = pretrain(params, no_decay, step_loss, tr, betas=(0.9, 0.99),
+                            desc="zoo:tiny-timesformer pretrain", progress=progress)
 
-        ev = spec["eval"]
-        n_eval, ebs = int(ev["n_clips"]), int(ev["batch_size"])
-        batches = (clip_batch(np.random.default_rng([seed, 2, i]), min(ebs, n_eval - i), spec)
-                   for i in range(0, n_eval, ebs))
-        acc = head_accuracy(model, heads, batches)
+    ev = spec["eval"]
+    n_eval, ebs = int(ev["n_clips"]), int(ev["batch_size"])
+    batches = (clip_batch(np.random.default_rng([seed, 2, i]), min(ebs, n_eval - i), spec)
+               for i in range(0, n_eval, ebs))
+    acc = head_accuracy(model, heads, batches)
 
-        model.save_pretrained(out_dir, safe_serialization=True)
-        processor.save_pretrained(out_dir)
-    finally:
-        torch.set_num_threads(prev_threads)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    processor.save_pretrained(out_dir)
     return {
         "n_params": n_params,
         "final_train_loss_ema": round(float(ema), 4) if ema is not None else None,

@@ -159,54 +159,49 @@ def build(out_dir: Path, spec: dict, progress: bool = True) -> dict:
 
     t0 = time.perf_counter()
     seed, tr, m = int(spec["seed"]), spec["train"], spec["model"]
-    prev_threads = torch.get_num_threads()
-    torch.set_num_threads(int(spec["threads"]))
-    try:
-        processor = make_processor(spec)
-        config = ViTConfig(
-            image_size=m["image_size"], patch_size=m["patch_size"], num_channels=3, hidden_size=m["hidden_size"],
-            num_hidden_layers=m["num_hidden_layers"], num_attention_heads=m["num_attention_heads"],
-            intermediate_size=m["intermediate_size"], hidden_act="gelu", hidden_dropout_prob=0.0,
-            attention_probs_dropout_prob=0.0, qkv_bias=True, layer_norm_eps=1e-12,
-        )
-        torch.manual_seed(seed)
-        vit = ViTModel(config, add_pooling_layer=False)
-        if m["position_init"] == "sincos":
-            grid = m["image_size"] // m["patch_size"]
-            with torch.no_grad():
-                vit.embeddings.position_embeddings[0, 1:] = sincos_2d(grid, m["hidden_size"])
-                vit.embeddings.position_embeddings[0, 0] = 0.0
-        head = torch.nn.Linear(m["hidden_size"], N_OUTPUTS)
-        n_params = sum(p.numel() for p in vit.parameters())
+    processor = make_processor(spec)
+    config = ViTConfig(
+        image_size=m["image_size"], patch_size=m["patch_size"], num_channels=3, hidden_size=m["hidden_size"],
+        num_hidden_layers=m["num_hidden_layers"], num_attention_heads=m["num_attention_heads"],
+        intermediate_size=m["intermediate_size"], hidden_act="gelu", hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0, qkv_bias=True, layer_norm_eps=1e-12,
+    )
+    torch.manual_seed(seed)
+    vit = ViTModel(config, add_pooling_layer=False)
+    if m["position_init"] == "sincos":
+        grid = m["image_size"] // m["patch_size"]
+        with torch.no_grad():
+            vit.embeddings.position_embeddings[0, 1:] = sincos_2d(grid, m["hidden_size"])
+            vit.embeddings.position_embeddings[0, 0] = 0.0
+    head = torch.nn.Linear(m["hidden_size"], N_OUTPUTS)
+    n_params = sum(p.numel() for p in vit.parameters())
 
-        params = list(vit.named_parameters()) + [("head." + n, p) for n, p in head.named_parameters()]
-        bs = int(tr["batch_size"])
-        rng = random.Random(f"{seed}/vit-train")
-        vit.train()
+    params = list(vit.named_parameters()) + [("head." + n, p) for n, p in head.named_parameters()]
+    bs = int(tr["batch_size"])
+    rng = random.Random(f"{seed}/vit-train")
+    vit.train()
 
-        def step_loss(step: int) -> torch.Tensor:
-            pixels, targets = _batch(rng, bs, m["image_size"], processor)
-            with autocast(tr):
-                logits = head(vit(pixel_values=pixels).last_hidden_state[:, 0])
-            return table_loss(logits, targets)
+    def step_loss(step: int) -> torch.Tensor:
+        pixels, targets = _batch(rng, bs, m["image_size"], processor)
+        with autocast(tr):
+            logits = head(vit(pixel_values=pixels).last_hidden_state[:, 0])
+        return table_loss(logits, targets)
 
-        def no_decay(name: str, p: torch.Tensor) -> bool:
-            return p.dim() < 2 or "position_embeddings" in name or "cls_token" in name
+    def no_decay(name: str, p: torch.Tensor) -> bool:
+        return p.dim() < 2 or "position_embeddings" in name or "cls_token" in name
 
-        ema, t_train = pretrain(params, no_decay, step_loss, tr, betas=(0.9, 0.99),
-                                desc="zoo:tiny-vit pretrain", progress=progress)
+    ema, t_train = pretrain(params, no_decay, step_loss, tr, betas=(0.9, 0.99),
+                            desc="zoo:tiny-vit pretrain", progress=progress)
 
-        ev = spec["eval"]
-        eval_rng = random.Random(f"{seed}/vit-eval")
-        n_eval, ebs = int(ev["n_images"]), int(ev["batch_size"])
-        batches = (_batch(eval_rng, min(ebs, n_eval - i), m["image_size"], processor)
-                   for i in range(0, n_eval, ebs))
-        acc = attribute_accuracy(vit, head, batches)
+    ev = spec["eval"]
+    eval_rng = random.Random(f"{seed}/vit-eval")
+    n_eval, ebs = int(ev["n_images"]), int(ev["batch_size"])
+    batches = (_batch(eval_rng, min(ebs, n_eval - i), m["image_size"], processor)
+               for i in range(0, n_eval, ebs))
+    acc = attribute_accuracy(vit, head, batches)
 
-        vit.save_pretrained(out_dir, safe_serialization=True)
-        processor.save_pretrained(out_dir)
-    finally:
-        torch.set_num_threads(prev_threads)
+    vit.save_pretrained(out_dir, safe_serialization=True)
+    processor.save_pretrained(out_dir)
     return {
         "n_params": n_params,
         "final_train_loss_ema": round(float(ema), 4) if ema is not None else None,
