@@ -8,6 +8,7 @@ from the config and loads the weights.
 
 from __future__ import annotations
 
+import abc
 import json
 from pathlib import Path
 
@@ -22,19 +23,21 @@ ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 
-class Assembly(nn.Module):
+class Assembly(nn.Module, abc.ABC):
     """Base class: subclasses set ``self.config`` (a :class:`ModelConfig`) and implement ``trained_module``,
     ``from_config`` and :meth:`_metadata`."""
 
     config: ModelConfig
 
     @property
+    @abc.abstractmethod
     def trained_module(self) -> nn.Module:
-        raise NotImplementedError
+        """The module whose weights are trained, checkpointed and saved."""
 
     @classmethod
+    @abc.abstractmethod
     def from_config(cls, config: ModelConfig) -> "Assembly":
-        raise NotImplementedError
+        """Load the frozen backbones named in ``config`` and build fresh trained parts."""
 
     def _metadata(self) -> dict:
         """PEFT-style fields of ``adapter_config.json`` besides the model config."""
