@@ -38,3 +38,23 @@ def test_demo_leaves_a_scored_run_directory(tmp_path, capsys):
     assert float(summary["trainable"].rsplit(" ", 1)[-1]) < 1.0  # "trainable%: 0.56"
     assert vqa["overall"] > summary["vqa_baselines"]["question_type_prior"] + 20
     assert caption["CIDEr"] > summary["caption_baselines"]["constant_CIDEr"] + 50
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("modality", ["video", "audio"])
+def test_video_and_audio_demos_beat_their_constant_baselines_with_under_one_percent_trained(modality, tmp_path, capsys):
+    """eP-ALM on the frozen zoo TimeSformer / AST (the demos' full schedules: about a minute each here)."""
+    out = tmp_path / modality
+    assert main(["demo", "--modality", modality, "--out", str(out), "--quiet"]) == 0
+    assert f"mmadapt demo — eP-ALM on frozen zoo:tiny-opt + zoo:tiny-{'timesformer' if modality == 'video' else 'ast'}" \
+        in capsys.readouterr().out
+    summary = json.loads((out / "eval" / "summary.json").read_text())
+    assert float(summary["trainable"].rsplit(" ", 1)[-1]) < 1.0
+    if modality == "video":
+        vqa = json.loads((out / "eval" / "vqa.json").read_text())
+        assert len(vqa["perQuestion"]) == 150 * 2  # two questions per held-out clip
+        assert vqa["overall"] > summary["vqa_baselines"]["question_type_prior"] + 30
+        assert vqa["perQuestionType"]["which"] > 80  # "which way does the shape move?" needs the frame order
+    else:
+        caption = json.loads((out / "eval" / "caption.json").read_text())
+        assert caption["CIDEr"] > summary["caption_baselines"]["constant_CIDEr"] + 100

@@ -83,3 +83,39 @@ def test_synthetic_video_qa_and_audio_captions_are_consistent_with_their_clips(t
     assert len(clips) == 10 and all(c.image_path.is_file() for c in clips)
     for clip, label in zip(clips, labels):
         assert sorted(clip.captions) == sorted(CAPTIONS[label])
+
+
+def test_the_zoo_lm_reads_the_clips_told_in_words_with_the_datasets_questions_and_answers():
+    """The zoo LM's motion / sound pretraining texts use the video QA set's questions and answer words and the
+    audio set's captions, stated as facts the answer can be read from."""
+    import random
+
+    from mmadapt.data.synthetic_media_text import CAPTIONS, DIRECTION_QUESTION, SHAPE_QUESTION, SOUND_NAMES
+    from mmadapt.errors import ConfigError
+    from mmadapt.zoo.tiny_opt import motion_pairs, sound_text, task_example
+
+    rng = random.Random(0)
+    seen_questions = set()
+    for _ in range(200):
+        pairs = motion_pairs(rng, max_questions=4)
+        facts = pairs[0][0].split(" question: ")[0]
+        shape, direction = facts.split()[1], facts.split()[-2]
+        for prompt, answer in pairs:
+            question = prompt.split("question: ")[-1].removesuffix(" answer:")
+            seen_questions.add(question)
+            expected = {DIRECTION_QUESTION: direction, SHAPE_QUESTION: shape,
+                        f"which way does the {shape} move?": direction}.get(question)
+            if expected is None:  # "is the shape moving X?"
+                expected = "yes" if question.endswith(f" {direction}?") else "no"
+            assert answer == expected, (prompt, answer)
+    assert {DIRECTION_QUESTION, SHAPE_QUESTION} <= seen_questions
+
+    for _ in range(50):
+        prompt, caption = sound_text(rng)
+        label = next(k for k, name in SOUND_NAMES.items() if f" {name} ." in prompt)
+        assert prompt.endswith(" caption:") and caption in CAPTIONS[label]
+
+    kinds = {task_example(rng, {"motion": 1, "sound": 1, "copy": 1})[0] for _ in range(60)}
+    assert kinds == {"motion", "sound", "copy"}
+    with pytest.raises(ConfigError, match="train.mix: unknown text kind 'poems'"):
+        task_example(rng, {"poems": 1})

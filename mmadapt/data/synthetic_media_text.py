@@ -9,6 +9,11 @@ captioning (AudioCaps CSV), for eP-ALM's offline video and audio runs.
   sound's class, drawn per clip), as ``<split>.csv`` in the AudioCaps columns.
 
 Both are deterministic given (split, seed) and return the path of the file they wrote.
+
+The same clips told in words — :func:`motion_facts` / :func:`motion_questions` and :func:`sound_facts` with
+:data:`CAPTIONS` — are part of the zoo LM's pretraining text (:mod:`mmadapt.zoo.tiny_opt`): a pretrained LM
+knows the words "up", "disc" or "chirp"; the zoo's tiny one learns them there, and eP-ALM then only has to
+turn what the frozen video / audio encoder sees into something the LM reads like those facts.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import random
 from pathlib import Path
 
 from mmadapt.data.synthetic_audio import write_audio_dataset
+from mmadapt.data.synthetic_video import CLASSES as VIDEO_CLASSES
 from mmadapt.data.synthetic_video import write_video_dataset
 
 PathLike = str | os.PathLike[str]
@@ -40,6 +46,46 @@ CAPTIONS: dict[str, tuple[str, ...]] = {
 }
 
 
+#: how each sound class is stated as a fact ("the sound is a rising chirp .")
+SOUND_NAMES: dict[str, str] = {
+    "tone": "a steady tone",
+    "rising_chirp": "a rising chirp",
+    "falling_chirp": "a falling chirp",
+    "am_tone": "a pulsing tone",
+    "noise": "white noise",
+}
+DIRECTION_QUESTION = "which way does the shape move?"
+SHAPE_QUESTION = "what shape is moving?"
+
+
+def direction_word(label: str) -> str:
+    """``"moving_up"`` → ``"up"``: the answer to :data:`DIRECTION_QUESTION`."""
+    return label.removeprefix("moving_")
+
+
+def motion_facts(shape: str, direction: str, rng: random.Random) -> str:
+    """One moving shape stated as text, in one of a few phrasings: ``"the disc moves up ."``."""
+    template = rng.choice(("the {s} moves {d} .", "a {s} is moving {d} .", "the {s} goes {d} ."))
+    return template.format(s=shape, d=direction)
+
+
+def motion_questions(shape: str, direction: str, rng: random.Random) -> list[tuple[str, str]]:
+    """(question, answer) pairs about one moving shape: the two of the video QA set, and variants."""
+    other = rng.choice([d for d in (direction_word(c) for c in VIDEO_CLASSES) if d != direction])
+    asked = rng.choice((direction, other))
+    return [
+        (DIRECTION_QUESTION, direction),
+        (SHAPE_QUESTION, shape),
+        (f"which way does the {shape} move?", direction),
+        (f"is the shape moving {asked}?", "yes" if asked == direction else "no"),
+    ]
+
+
+def sound_facts(label: str, rng: random.Random) -> str:
+    """One sound class stated as text: ``"the sound is a rising chirp ."``."""
+    return rng.choice(("the sound is {} .", "you hear {} .", "there is {} .")).format(SOUND_NAMES[label])
+
+
 def write_videoqa_dataset(root: PathLike, split: str, n: int, seed: int) -> Path:
     """``n`` clips and ``2 n`` questions of ``split``; returns ``<root>/<split>_qa.json`` (MSRVTT-QA format)."""
     root = Path(root)
@@ -48,9 +94,9 @@ def write_videoqa_dataset(root: PathLike, split: str, n: int, seed: int) -> Path
     for video_id, line in enumerate(manifest.read_text(encoding="utf-8").splitlines()):
         clip = json.loads(line)
         common = {"video_id": video_id, "video": clip["path"]}
-        items.append({"id": 2 * video_id, **common, "question": "which way does the shape move?",
-                      "answer": clip["label"].removeprefix("moving_")})
-        items.append({"id": 2 * video_id + 1, **common, "question": "what shape is moving?", "answer": clip["shape"]})
+        items.append({"id": 2 * video_id, **common, "question": DIRECTION_QUESTION,
+                      "answer": direction_word(clip["label"])})
+        items.append({"id": 2 * video_id + 1, **common, "question": SHAPE_QUESTION, "answer": clip["shape"]})
     path = root / f"{split}_qa.json"
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(items, indent=0), encoding="utf-8")

@@ -7,8 +7,12 @@ them, in exactly the formats the library uses later::
     caption  "{facts} caption: {caption}</s>"
     kv       "ka is 7 . mo is red . question: what is mo? answer: red question: ...</s>"  (or "what is mo ?")
     copy     "{random words} . repeat : {the same words}</s>"
+    motion   "the disc moves up . question: which way does the shape move? answer: up question: ...</s>"
+    sound    "the sound is a rising chirp . caption: a tone rises in pitch</s>"
 
-where ``facts = scene_facts(scene, rng)`` (see :mod:`mmadapt.data.scenes`). The key–value texts use random
+where ``facts = scene_facts(scene, rng)`` (see :mod:`mmadapt.data.scenes`); the motion and sound texts tell
+the synthetic clips of the video QA and audio captioning sets in words
+(:mod:`mmadapt.data.synthetic_media_text`), so the LM knows their vocabulary as a pretrained LM would. The key–value texts use random
 names and values, so the model learns to look things up in context in general, not just to memorise the
 scene vocabulary; the copy texts give a dense signal to the look-back-and-copy (induction) heads that such
 reading is built on. Up to ``max_questions`` questions share one context, and the loss weighs answers 1 and
@@ -35,9 +39,14 @@ from pathlib import Path
 import torch
 
 from mmadapt.data import scenes as S
+from mmadapt.data import synthetic_media_text as M
+from mmadapt.data.synthetic_audio import CLASSES as SOUND_CLASSES
+from mmadapt.data.synthetic_video import CLASSES as MOTION_CLASSES
+from mmadapt.data.synthetic_video import SHAPES as MOTION_SHAPES
+from mmadapt.errors import ConfigError
 from mmadapt.zoo.pretrain import autocast, pretrain
 
-CODE_VERSION = 2
+CODE_VERSION = 3
 
 DEFAULT_SPEC: dict = {
     "name": "zoo:tiny-opt",
@@ -54,7 +63,7 @@ DEFAULT_SPEC: dict = {
         "position_init": "sinusoidal",  # start the learned position table from sinusoids (see below)
     },
     "train": {
-        "steps": 3000,
+        "steps": 3300,
         "batch_size": 32,
         "lr": 1e-3,
         "warmup_steps": 100,
@@ -64,9 +73,9 @@ DEFAULT_SPEC: dict = {
         "bf16_autocast": True,
         "prompt_loss_weight": 0.1,
         "max_questions": 5,
-        "mix": {"vqa": 0.45, "caption": 0.1, "kv": 0.2, "copy": 0.25},
+        "mix": {"vqa": 0.42, "caption": 0.1, "motion": 0.08, "sound": 0.05, "kv": 0.17, "copy": 0.18},
     },
-    "eval": {"n_vqa": 1000, "n_kv": 400, "batch_size": 100},
+    "eval": {"n_vqa": 1000, "n_kv": 400, "n_motion": 200, "n_sound": 100, "batch_size": 100},
 }
 
 #: Overrides that make a build take a few seconds (for tests); the model is then untrained.
@@ -74,7 +83,7 @@ QUICK_OVERRIDES: dict = {
     "tokenizer": {"n_task_texts": 2000, "n_filler_texts": 2000},
     "model": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "ffn_dim": 128},
     "train": {"steps": 5, "batch_size": 8, "warmup_steps": 1},
-    "eval": {"n_vqa": 20, "n_kv": 10, "batch_size": 10},
+    "eval": {"n_vqa": 20, "n_kv": 10, "n_motion": 10, "n_sound": 10, "batch_size": 10},
 }
 
 SPECIAL_TOKENS = ("<pad>", "</s>", "<unk>")  # ids 0, 1, 2
@@ -123,6 +132,7 @@ _SUBJ = ("i", "you", "we", "they", "he", "she", "it")
 
 _VOCAB = tuple(sorted(set(_NOUNS + _VERBS + _INTRANS + _ADJS + _ADVS + _PREPS + _DETS + _SUBJ + _SYLLABLES
                            + tuple(S.SHAPES) + tuple(S.COLORS) + S.SIZES + S.SIDES + S.ROWS
+                           + MOTION_SHAPES + tuple(M.direction_word(c) for c in MOTION_CLASSES)
                            + tuple(str(i) for i in range(20)))))
 
 
@@ -212,28 +222,54 @@ def copy_text(rng: random.Random) -> tuple[str, str]:
     return f"{seq} . repeat :", seq
 
 
+def motion_pairs(rng: random.Random, max_questions: int = 1) -> list[tuple[str, str]]:
+    """A moving shape told in words, then up to ``max_questions`` questions about it. Shapes of the
+    scenes move too, so that the LM reads the shape from the facts rather than learning the clips' three."""
+    shape = rng.choice(sorted(set(MOTION_SHAPES) | set(S.SHAPES)))
+    direction = M.direction_word(rng.choice(MOTION_CLASSES))
+    questions = M.motion_questions(shape, direction, rng)
+    rng.shuffle(questions)
+    questions = questions[: rng.randint(1, max_questions)]
+    facts = M.motion_facts(shape, direction, rng)
+    return [(f"{facts} question: {questions[0][0]} answer:", questions[0][1])] + [
+        (f"question: {q} answer:", a) for q, a in questions[1:]]
+
+
+def sound_text(rng: random.Random) -> tuple[str, str]:
+    """A sound class told in words, then one of its reference-style captions."""
+    label = rng.choice(SOUND_CLASSES)
+    return caption_text(M.sound_facts(label, rng), rng.choice(M.CAPTIONS[label]))
+
+
 def task_example(rng: random.Random, mix: dict[str, float], max_questions: int = 1
                  ) -> tuple[str, list[tuple[str, str]]]:
     """One training text drawn from the mix: ``(kind, [(prompt, answer), ...])``, read as
-    ``prompt₁ answer₁ prompt₂ answer₂ … </s>``. VQA and key–value texts ask up to ``max_questions``
+    ``prompt₁ answer₁ prompt₂ answer₂ … </s>``. VQA, motion and key–value texts ask up to ``max_questions``
     questions about one context (the first prompt carries the context): every answer is a signal to read
     the context, so one sequence teaches several times what a single question would."""
-    r = rng.random() * sum(mix.values())
-    if r >= sum(mix.values()) - mix.get("copy", 0.0):
-        return "copy", [copy_text(rng)]
-    if r < mix["vqa"]:
+    kinds = sorted(mix)
+    kind = rng.choices(kinds, weights=[mix[k] for k in kinds])[0]
+    if kind == "vqa":
         scene = S.sample_scene(rng)
         questions = S.questions_for_scene(scene, rng)
         rng.shuffle(questions)
         questions = questions[: rng.randint(1, max_questions)]
         first = vqa_text(scene, questions[0], S.scene_facts(scene, rng))
-        return "vqa", [first] + [(f"question: {q.question} answer:", q.answer) for q in questions[1:]]
-    if r < mix["vqa"] + mix["caption"]:
+        return kind, [first] + [(f"question: {q.question} answer:", q.answer) for q in questions[1:]]
+    if kind == "caption":
         scene = S.sample_scene(rng)
         facts = S.scene_facts(scene, rng)
         cap = S.canonical_caption(scene) if rng.random() < 0.5 else S.captions_for_scene(scene, rng, n=1)[0]
-        return "caption", [caption_text(facts, cap)]
-    return "kv", kv_pairs(rng, max_questions)
+        return kind, [caption_text(facts, cap)]
+    if kind == "motion":
+        return kind, motion_pairs(rng, max_questions)
+    if kind == "sound":
+        return kind, [sound_text(rng)]
+    if kind == "kv":
+        return kind, kv_pairs(rng, max_questions)
+    if kind == "copy":
+        return kind, [copy_text(rng)]
+    raise ConfigError(f"train.mix: unknown text kind {kind!r} (expected vqa, caption, motion, sound, kv, copy)")
 
 
 def sequence_text(pairs: list[tuple[str, str]]) -> str:
@@ -349,7 +385,8 @@ def answer_accuracy(model, tokenizer, examples: list[tuple[str, str, str]], batc
     return {k: round(sum(v) / len(v), 4) for k, v in sorted(hits.items())}
 
 
-def _eval_examples(rng: random.Random, n_vqa: int, n_kv: int) -> list[tuple[str, str, str]]:
+def _eval_examples(rng: random.Random, n_vqa: int, n_kv: int, n_motion: int = 0, n_sound: int = 0
+                   ) -> list[tuple[str, str, str]]:
     out = []
     while len(out) < n_vqa:  # every question family of each held-out scene
         scene = S.sample_scene(rng)
@@ -357,6 +394,8 @@ def _eval_examples(rng: random.Random, n_vqa: int, n_kv: int) -> list[tuple[str,
             out.append(("vqa", *vqa_text(scene, q, S.scene_facts(scene, rng))))
     out = out[:n_vqa]
     out += [("kv", *kv_text(rng)) for _ in range(n_kv)]
+    out += [("motion", *motion_pairs(rng)[0]) for _ in range(n_motion)]
+    out += [("sound", *sound_text(rng)) for _ in range(n_sound)]
     return out
 
 
@@ -414,7 +453,8 @@ def build(out_dir: Path, spec: dict, progress: bool = True) -> dict:
     model.eval()
 
     ev = spec["eval"]
-    held_out = _eval_examples(random.Random(f"{seed}/lm-eval"), ev["n_vqa"], ev["n_kv"])
+    held_out = _eval_examples(random.Random(f"{seed}/lm-eval"), ev["n_vqa"], ev["n_kv"],
+                              ev.get("n_motion", 0), ev.get("n_sound", 0))
     acc = answer_accuracy(model, tokenizer, held_out, ev["batch_size"])
 
     model.save_pretrained(out_dir, safe_serialization=True)
