@@ -2,8 +2,8 @@
 
     python benchmarks/metatransformer_modalities.py [--modalities image video ...] [--steps N] [--json out.json]
 
-Runs each recipe of ``adapters/metatransformer/`` (synthetic data generated under ``data/`` on first use,
-the zoo ViT built once and cached) and, for video, the same recipe with the frames of every clip shuffled
+Runs each recipe of ``adapters/metatransformer/`` (synthetic data generated under ``data/`` on first use, the
+wine table from scikit-learn's bundled copy, the zoo ViT built once and cached) and, for video, the same recipe with the frames of every clip shuffled
 (``model.tokenizer.frame_order=shuffle``): the motion task needs the frame order, so that run must fall to
 chance. Prints, per run: held-out accuracy and mean-class accuracy beside the chance and majority-class
 baselines, trainable parameters (count and share of the whole model), and wall time (data + training +
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MODALITIES = ("image", "video", "audio", "point_cloud", "tabular", "graph")
+MODALITIES = ("image", "video", "audio", "point_cloud", "tabular", "tabular_wine", "graph")  # recipe names
 
 
 def run(modality: str, overrides: list[str], out: Path) -> dict:

@@ -54,6 +54,7 @@ def build_model(config: Config, tasks: dict[str, Task] | None = None) -> Assembl
 
     For an ``adapted_encoder`` whose ``model.head.n_outputs`` is not set, the (single) task's training data
     give the classes; they are written into ``config.model.head`` so that ``save_pretrained`` keeps them.
+    Likewise a tabular tokenizer without ``numeric_mean`` / ``numeric_std`` gets them from the training table.
     """
     model_cfg = config.model
     if model_cfg.assembly == "perceptual_lm" and model_cfg.adapter is None:
@@ -70,6 +71,12 @@ def build_model(config: Config, tasks: dict[str, Task] | None = None) -> Assembl
             model_cfg.head.classes = task.classes()
         if model_cfg.head.name == "classification" and task.name == "regression":
             model_cfg.head.name = "regression"
+    tok = getattr(model_cfg, "tokenizer", None)
+    if model_cfg.assembly == "adapted_encoder" and getattr(tok, "name", None) == "tabular" and tok.numeric \
+            and tok.numeric_mean is None and tok.numeric_std is None:
+        tasks = tasks or build_tasks(config)
+        (task,) = tasks.values()
+        tok.numeric_mean, tok.numeric_std = task.numeric_statistics()
     assembly = registry.get("assemblies", model_cfg.assembly)
     torch.manual_seed(config.train.seed)  # the trained parts' initialisation is part of the run's seed
     return assembly.from_config(model_cfg)

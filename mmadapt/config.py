@@ -111,12 +111,15 @@ class DatasetConfig:
       ``label_key`` column, the feature columns come from the tabular tokenizer's schema.
     - ``synthetic_images`` / ``_video`` / ``_audio`` / ``_points`` / ``_tabular`` / ``_graph``: the generated set of that
       modality under ``root`` (written if missing), ``split``, ``n_samples``, ``seed``.
+    - ``sklearn_table``: a real table that ships inside scikit-learn (``name``: wine, breast_cancer, iris),
+      written as CSV under ``root``; ``split`` train / val is a stratified 75 / 25 split chosen by ``seed``.
     """
 
     format: Literal["vqa_v2", "coco_captions", "karpathy", "synthetic_scenes", "msrvtt_qa", "audiocaps",
                     "synthetic_videoqa", "synthetic_audiocaps", "manifest", "table",
                     "synthetic_images", "synthetic_video", "synthetic_audio", "synthetic_points", "synthetic_tabular",
-                    "synthetic_graph"] = "vqa_v2"
+                    "synthetic_graph", "sklearn_table"] = "vqa_v2"
+    name: str | None = None  # sklearn_table: which bundled table
     questions: str | None = None
     annotations: str | None = None
     image_root: str | None = None

@@ -4,7 +4,8 @@ Data (``tasks.<key>.train`` / ``eval``, see :class:`~mmadapt.config.DatasetConfi
 
 - ``manifest``: a JSON-lines file, one ``{"path": ..., "<label_key>": ...}`` per sample;
 - ``table``: a CSV / Parquet file, one sample per row, read with the tabular tokenizer's schema;
-- ``synthetic_<modality>``: the generated set of that modality (written under ``root`` if missing).
+- ``synthetic_<modality>``: the generated set of that modality (written under ``root`` if missing);
+- ``sklearn_table``: a table that ships inside scikit-learn (wine, breast_cancer, iris), stratified split.
 
 Classes are the sorted labels of the training split (or ``model.head.classes``). Evaluation writes
 ``eval/<key>_predictions.jsonl``, ``eval/<key>.json`` (accuracy and mean-class accuracy in percent, per class,
@@ -39,7 +40,7 @@ GENERATORS = {
     "synthetic_graph": ("mmadapt.data.synthetic_graph", "write_graph_dataset"),
     "synthetic_tabular": ("mmadapt.data.synthetic_tabular", "write_tabular_dataset"),
 }
-TABLE_FORMATS = ("table", "synthetic_tabular")
+TABLE_FORMATS = ("table", "synthetic_tabular", "sklearn_table")
 
 
 @register("tasks", "classification")
@@ -62,8 +63,8 @@ class ClassificationTask(Task):
                                      self.config.label_key)
         return rows[: ds.limit] if ds.limit else rows
 
-    def _table_records(self, path: Path, where: str) -> list[tuple[Any, Any]]:
-        """One record per row: the row's tensors (what the tabular tokenizer collates) and its label."""
+    def _load_table(self, path: Path, where: str):
+        """The table at ``path`` read with the tabular tokenizer's schema (:class:`~mmadapt.io.table.TableData`)."""
         tok = getattr(self.model_config, "tokenizer", None)
         if getattr(tok, "name", None) != "tabular":
             raise ConfigError(f"{where}: a table needs the tabular tokenizer (model.tokenizer.name: tabular)")
@@ -72,7 +73,11 @@ class ClassificationTask(Task):
         schema = TableSchema(numeric=list(tok.numeric), categorical=list(tok.categorical), target=self.config.label_key,
                              categories={c: list(v) for c, v in tok.categories.items()} or None,
                              target_kind="numeric" if self.regression else "categorical")
-        table = load_table(path, schema)
+        return load_table(path, schema)
+
+    def _table_records(self, path: Path, where: str) -> list[tuple[Any, Any]]:
+        """One record per row: the row's tensors (what the tabular tokenizer collates) and its label."""
+        table = self._load_table(path, where)
         if self.regression:
             labels = table.target.tolist()
         else:
@@ -80,6 +85,18 @@ class ClassificationTask(Task):
             labels = [classes[i] for i in table.target.tolist()]
         return [({"numeric": table.numeric[i], "categorical": table.categorical[i]}, labels[i])
                 for i in range(len(labels))]
+
+    def numeric_statistics(self) -> tuple[list[float], list[float]]:
+        """Mean and standard deviation of every numeric column over the training table's present values
+        (what the tabular tokenizer standardises with; a constant or all-missing column gets std 1)."""
+        ds = self.config.train
+        if ds is None or ds.format not in TABLE_FORMATS:
+            raise ConfigError(f"tasks.{self.key}.train: numeric statistics need a table ({', '.join(TABLE_FORMATS)})")
+        from mmadapt.tokenizers.tabular import TabularTokenizerConfig
+
+        where = f"tasks.{self.key}.train"
+        fitted = TabularTokenizerConfig.from_table(self._load_table(_dataset_file(ds, where), where))
+        return fitted.numeric_mean, fitted.numeric_std
 
     # ----------------------------------------------------------------------------------------- labels
     def classes(self) -> list[str]:
@@ -183,6 +200,13 @@ def _dataset_file(ds: DatasetConfig, where: str) -> Path:
 
         module, fn = GENERATORS[ds.format]
         return ensure_generated(ds.root, ds.split, ds.n_samples, ds.seed, getattr(importlib.import_module(module), fn))
+    if ds.format == "sklearn_table":
+        if not ds.root or not ds.name or ds.split not in ("train", "val"):
+            raise ConfigError(f"{where}: sklearn_table needs root, name (wine, breast_cancer, iris) and split "
+                              f"(train or val); got root={ds.root!r}, name={ds.name!r}, split={ds.split!r}")
+        from mmadapt.data.synthetic_tabular import write_sklearn_table
+
+        return write_sklearn_table(ds.root, ds.name, ds.split, ds.seed)
     if ds.format in ("manifest", "table"):
         if not ds.annotations:
             raise ConfigError(f"{where}.annotations: required for format {ds.format} (the manifest / table file)")
@@ -191,7 +215,7 @@ def _dataset_file(ds: DatasetConfig, where: str) -> Path:
             raise DataError(f"{path}: file not found ({where}.annotations)")
         return path
     raise ConfigError(f"{where}.format: {ds.format!r} is not a classification format "
-                      f"(manifest, table, {', '.join(GENERATORS)})")
+                      f"(manifest, table, sklearn_table, {', '.join(GENERATORS)})")
 
 
 def _manifest_records(path: Path, root: Path, label_key: str) -> list[tuple[str, Any]]:
