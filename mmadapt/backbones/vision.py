@@ -10,8 +10,9 @@ All expose the same small interface, which is what the adapters need:
 - ``run_blocks(tokens [B, N, D], mask [B, N]) -> (hidden [B, 1+N, D], mask [B, 1+N])`` — the encoder as a
   *shared* transformer for tokens of any modality (Meta-Transformer): its own patch and position embeddings
   are bypassed, its [CLS] token (plus its position-0 embedding) is prepended, padded tokens are masked out
-  as keys, every block runs, and the final LayerNorm is applied; ``blocks`` lists the block modules (for
-  adapters that hook into them).
+  as keys, every block runs, and the final LayerNorm is applied (see
+  :class:`~mmadapt.backbones.base.TokenEncoder`); ``position_table()`` — the patch position embeddings as a
+  grid ``[H, W, D]`` (Any2Point's virtual projection reads them).
 """
 
 from __future__ import annotations
@@ -22,14 +23,13 @@ import torch
 from PIL import Image
 from torch import nn
 
-from mmadapt.backbones.base import DTYPES, FrozenBackbone, freeze, resolve_name
+from mmadapt.backbones.base import DTYPES, TokenEncoder, freeze, resolve_name, run_hf_block
 from mmadapt.registry import register
 
 
-class VisionEncoder(FrozenBackbone, abc.ABC):
-    hidden_size: int
-    num_layers: int
-    identity: str
+class VisionEncoder(TokenEncoder, abc.ABC):
+    """An image (or video / spectrogram) encoder: its own preprocessing and per-layer outputs, plus the
+    shared-encoder interface of :class:`~mmadapt.backbones.base.TokenEncoder` where its blocks allow."""
 
     @abc.abstractmethod
     def preprocess(self, images: list[Image.Image]) -> torch.Tensor: ...
@@ -46,43 +46,6 @@ class VisionEncoder(FrozenBackbone, abc.ABC):
         from mmadapt.io.image import load_image
 
         return source if isinstance(source, Image.Image) else load_image(source)
-
-    # The encoder as a shared transformer (run_blocks): encoders whose blocks read a flat token sequence
-    # (ViT-style) implement these three; the others (e.g. TimeSformer's divided space-time attention) cannot.
-    @property
-    def blocks(self) -> list[nn.Module]:
-        raise NotImplementedError(f"{type(self).__name__} cannot run external tokens (run_blocks)")
-
-    def _cls_token(self) -> torch.Tensor:
-        """The encoder's [CLS] embedding with its position-0 embedding added, ``[D]``."""
-        raise NotImplementedError(f"{type(self).__name__} cannot run external tokens (run_blocks)")
-
-    def _run_block(self, block: nn.Module, hidden: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
-        """One block on ``hidden`` [B, L, D] with keys ``key_mask`` [B, L] (True = attend)."""
-        raise NotImplementedError(f"{type(self).__name__} cannot run external tokens (run_blocks)")
-
-    def _pre_blocks(self, hidden: torch.Tensor) -> torch.Tensor:
-        """What the encoder does between its embeddings and its first block (CLIP: a LayerNorm)."""
-        return hidden
-
-    def run_blocks(self, tokens: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``tokens`` [B, N, D] (mask [B, N], True = real) → ``([CLS] + tokens)`` after every block and the
-        final norm [B, 1+N, D], and the matching mask [B, 1+N]. Gradients flow to ``tokens``."""
-        B, N, D = tokens.shape
-        if D != self.hidden_size:
-            raise ValueError(f"run_blocks: tokens have width {D}, the encoder expects {self.hidden_size}")
-        if mask.shape != (B, N):
-            raise ValueError(f"run_blocks: mask shape {tuple(mask.shape)} != tokens' [B, N] = {(B, N)}")
-        cls = self._cls_token().to(tokens.dtype).expand(B, 1, D)
-        hidden = self._pre_blocks(torch.cat([cls, tokens.to(self.dtype)], dim=1))
-        full = torch.cat([torch.ones(B, 1, dtype=torch.bool, device=mask.device), mask.bool()], dim=1)
-        for block in self.blocks:
-            hidden = self._run_block(block, hidden, full)
-        return self.final_norm(hidden), full
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.parameters()).dtype
 
 
 class _HFVisionEncoder(VisionEncoder):
@@ -109,10 +72,7 @@ class _HFVisionEncoder(VisionEncoder):
         return self.final_norm(cls)
 
     def _run_block(self, block: nn.Module, hidden: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
-        additive = torch.zeros(key_mask.shape, dtype=hidden.dtype, device=hidden.device)
-        additive.masked_fill_(~key_mask, torch.finfo(hidden.dtype).min)
-        out = block(hidden, attention_mask=additive[:, None, None, :])  # [B, 1, 1, L]: padding as keys
-        return out[0] if isinstance(out, tuple) else out
+        return run_hf_block(block, hidden, key_mask)
 
 
 @register("backbones", "hf_vit")
@@ -121,23 +81,34 @@ class HFViT(_HFVisionEncoder):
 
     @classmethod
     def from_pretrained(cls, name: str, *, dtype: str = "float32", attn_implementation: str = "sdpa",
-                        revision: str | None = None, **_: object) -> "HFViT":
-        from transformers import AutoImageProcessor, ViTModel
+                        revision: str | None = None, random_init: bool = False, **_: object) -> "HFViT":
+        """``random_init=True``: the same architecture with freshly initialised weights (a baseline)."""
+        from transformers import AutoImageProcessor, ViTConfig, ViTModel
 
         path = resolve_name(name)
-        model = ViTModel.from_pretrained(path, add_pooling_layer=False, dtype=DTYPES[dtype],
-                                         attn_implementation=attn_implementation, revision=revision)
+        if random_init:
+            config = ViTConfig.from_pretrained(path, revision=revision)
+            config._attn_implementation = attn_implementation
+            model = ViTModel(config, add_pooling_layer=False).to(DTYPES[dtype])
+        else:
+            model = ViTModel.from_pretrained(path, add_pooling_layer=False, dtype=DTYPES[dtype],
+                                             attn_implementation=attn_implementation, revision=revision)
         processor = AutoImageProcessor.from_pretrained(path, revision=revision)
-        return cls(model, processor, model.layernorm, identity=f"hf_vit:{name}@{revision or 'main'}")
+        init = "random" if random_init else (revision or "main")
+        return cls(model, processor, model.layernorm, identity=f"hf_vit:{name}@{init}")
 
     @property
     def blocks(self) -> list[nn.Module]:
         layers = self.model.layers if hasattr(self.model, "layers") else self.model.encoder.layer  # transformers 5 / 4
         return list(layers)
 
-    def _cls_token(self) -> torch.Tensor:
+    def _prefix_tokens(self) -> torch.Tensor:
         emb = self.model.embeddings
-        return emb.cls_token[0, 0] + emb.position_embeddings[0, 0]
+        return emb.cls_token[0] + emb.position_embeddings[0, :1]
+
+    def position_table(self) -> torch.Tensor:
+        table = self.model.embeddings.position_embeddings[0, 1:]
+        return _as_grid(table, self.model.config.image_size // self.model.config.patch_size)
 
 
 @register("backbones", "hf_clip_vision")
@@ -166,9 +137,13 @@ class HFCLIPVision(_HFVisionEncoder):
         tower = self._tower
         return list(tower.layers if hasattr(tower, "layers") else tower.encoder.layers)
 
-    def _cls_token(self) -> torch.Tensor:
+    def _prefix_tokens(self) -> torch.Tensor:
         emb = self._tower.embeddings
-        return emb.class_embedding + emb.position_embedding.weight[0]
+        return (emb.class_embedding + emb.position_embedding.weight[0])[None]
+
+    def position_table(self) -> torch.Tensor:
+        config = self._tower.config
+        return _as_grid(self._tower.embeddings.position_embedding.weight[1:], config.image_size // config.patch_size)
 
     def _pre_blocks(self, hidden: torch.Tensor) -> torch.Tensor:
         return self._tower.pre_layrnorm(hidden)
@@ -225,8 +200,11 @@ class OpenCLIPViT(VisionEncoder):
     def final_norm(self) -> nn.Module:
         return self.visual.ln_post
 
-    def _cls_token(self) -> torch.Tensor:
-        return self.visual.class_embedding + self.visual.positional_embedding[0]
+    def _prefix_tokens(self) -> torch.Tensor:
+        return (self.visual.class_embedding + self.visual.positional_embedding[0])[None]
+
+    def position_table(self) -> torch.Tensor:
+        return _as_grid(self.visual.positional_embedding[1:], self.visual.grid_size[0], self.visual.grid_size[1])
 
     def _pre_blocks(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.visual.ln_pre(hidden)
@@ -238,6 +216,14 @@ class OpenCLIPViT(VisionEncoder):
         additive = torch.zeros(B, 1, L, dtype=hidden.dtype, device=hidden.device)
         additive.masked_fill_(~key_mask[:, None, :], torch.finfo(hidden.dtype).min)
         return block(hidden, attn_mask=additive.expand(B, L, L).repeat_interleave(heads, dim=0))
+
+
+def _as_grid(table: torch.Tensor, rows: int, cols: int | None = None) -> torch.Tensor:
+    """Position embeddings of the patches ``[rows · cols, D]`` (row-major) → ``[rows, cols, D]``."""
+    cols = rows if cols is None else cols
+    if table.shape[0] != rows * cols:
+        raise ValueError(f"position table: {table.shape[0]} rows, expected a {rows} × {cols} patch grid")
+    return table.reshape(rows, cols, table.shape[-1])
 
 
 def load_vision_encoder(kind: str, name: str, **kwargs) -> VisionEncoder:
