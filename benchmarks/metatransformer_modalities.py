@@ -16,28 +16,13 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _recipes import print_table, run_recipe  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MODALITIES = ("image", "video", "audio", "point_cloud", "tabular", "tabular_wine", "graph")  # recipe names
-
-
-def run(modality: str, overrides: list[str], out: Path) -> dict:
-    import mmadapt
-
-    cfg = mmadapt.load_recipe(ROOT / "adapters" / "metatransformer" / f"{modality}.yaml",
-                              [*overrides, f"output_dir={out}"])
-    t0 = time.perf_counter()
-    tasks = mmadapt.build_tasks(cfg)
-    model = mmadapt.build_model(cfg, tasks)
-    trainable = sum(p.numel() for p in model.trainable_parameters())
-    total = sum(p.numel() for p in model.parameters())
-    result = mmadapt.train(cfg, model=model, evaluate_after=True, quiet=True)
-    scores = result.scores["classification"]
-    return {"accuracy": scores["accuracy"], "mean_class_accuracy": scores["mean_class_accuracy"],
-            **scores["baselines"], "trainable": trainable, "trainable_pct": round(100 * trainable / total, 2),
-            "wall_s": round(time.perf_counter() - t0, 1), "n_eval": scores["n_scored"]}
 
 
 def main() -> int:
@@ -57,15 +42,10 @@ def main() -> int:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for label, modality, extra in runs:
-            results[label] = run(modality, common + extra, Path(tmp) / label.replace(" ", "_"))
+            recipe = ROOT / "adapters" / "metatransformer" / f"{modality}.yaml"
+            results[label] = run_recipe(recipe, common + extra, Path(tmp) / label.replace(" ", "_"))
             print(f"  {label}: {results[label]}", file=sys.stderr)
-    header = f"{'modality':26s} {'acc %':>7s} {'mean-cls %':>10s} {'chance %':>8s} {'majority %':>10s} " \
-             f"{'trainable':>10s} {'train %':>7s} {'wall s':>7s}"
-    print(header)
-    print("-" * len(header))
-    for label, r in results.items():
-        print(f"{label:26s} {r['accuracy']:7.2f} {r['mean_class_accuracy']:10.2f} {r['chance']:8.2f} "
-              f"{r['majority_class']:10.2f} {r['trainable']:10,d} {r['trainable_pct']:7.2f} {r['wall_s']:7.1f}")
+    print_table(results, "modality")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

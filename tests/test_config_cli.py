@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 import mmadapt
+from mmadapt.adapters.any2point import Any2PointConfig
 from mmadapt.adapters.epalm import EPALMConfig
 from mmadapt.cli import main
 from mmadapt.config import Config, apply_overrides
@@ -36,7 +37,8 @@ def test_shipped_recipes_validate(recipe):
         assert isinstance(cfg.model.adapter, EPALMConfig)
     else:  # adapted_encoder: a registered tokenizer's typed config (YAML files under tokenizers/ inlined)
         assert cfg.model.tokenizer.name in {"image", "video", "audio", "point_cloud", "tabular", "graph"}
-        assert cfg.model.encoder is not None and cfg.model.adapter is None
+        assert cfg.model.encoder is not None
+        assert cfg.model.adapter is None or isinstance(cfg.model.adapter, Any2PointConfig)
     assert cfg.tasks
 
 

@@ -145,7 +145,7 @@ def test_point_collate_repeats_points_and_keeps_tokens() -> None:
     tok = _point_tokenizer(in_channels=6)
     g = torch.Generator().manual_seed(5)
     small, large = torch.randn(100, 6, generator=g), torch.randn(128, 6, generator=g)
-    batch = tok.collate([tok.load(small), tok.load(large)])
+    batch = tok.collate([small, large])
     assert batch["points"].shape == (2, 128, 6) and batch["lengths"].tolist() == [100, 128]
     assert torch.equal(batch["points"][0, 100:], torch.zeros(28, 6))
     out = tok(**batch)

@@ -33,7 +33,7 @@ import torch
 from mmadapt.errors import ConfigError, DataError
 from mmadapt.io._files import check_file, one_line
 
-__all__ = ["load_h5_point_clouds", "load_point_cloud", "sample_surface", "write_off", "write_ply"]
+__all__ = ["load_h5_point_clouds", "load_point_cloud", "prepare_points", "sample_surface", "write_off", "write_ply"]
 
 PathLike = str | os.PathLike[str]
 ArrayLike = torch.Tensor | np.ndarray
@@ -178,6 +178,20 @@ def write_off(path: PathLike, vertices: ArrayLike, faces: ArrayLike) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------- sampling
+
+
+def prepare_points(points: ArrayLike, n_points: int | None = 1024, normalize: bool = True,
+                   generator: torch.Generator | None = None, where: str = "points") -> torch.Tensor:
+    """Points already in memory (e.g. a row of a ScanObjectNN ``.h5``) → float32 ``[n_points, C]``, checked,
+    sampled and normalised exactly as :func:`load_point_cloud` does for a file; ``where`` names the source
+    in errors."""
+    array = points.detach().cpu().numpy() if isinstance(points, torch.Tensor) else np.asarray(points)
+    if array.ndim != 2:
+        raise DataError(f"{where}: points must be [N, C], got shape {list(array.shape)}")
+    _check_columns(array, where)
+    _check_points(array, where)
+    out = _resample(torch.from_numpy(np.ascontiguousarray(array, dtype=np.float64)), n_points, generator)
+    return (_normalize(out) if normalize else out).float()
 
 
 def _resample(points: torch.Tensor, n_points: int | None, generator: torch.Generator | None) -> torch.Tensor:

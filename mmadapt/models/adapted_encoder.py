@@ -2,13 +2,17 @@
 
 The Meta-Transformer recipe: one frozen transformer reads every modality. A modality tokenizer turns raw
 inputs into tokens of the encoder's width; the encoder's own patch and position embeddings are bypassed
-(:meth:`~mmadapt.backbones.vision.VisionEncoder.run_blocks`: its [CLS] is prepended, padded tokens are
+(:meth:`~mmadapt.backbones.base.TokenEncoder.run_blocks`: its [CLS] is prepended, padded tokens are
 masked out); a head pools the output tokens into class logits or regression values.
 
 Data flow of one batch::
 
     sources (paths or loaded samples) ─tokenizer.load/collate─▶ inputs ─tokenizer─▶ TokenBatch
-        ─encoder.run_blocks─▶ TokenBatch [B, 1+N, D] ─head─▶ outputs [B, n_outputs] ─head.loss─▶ loss
+        ─encoder.run_blocks (+ the adapter's per-block hooks)─▶ TokenBatch [B, 1+N, D] ─head─▶ outputs
+        [B, n_outputs] ─head.loss─▶ loss
+
+An adapter (e.g. Any2Point) gives ``run_blocks`` its ``block_hooks(tokens)``: functions applied to the
+tokens before / after every frozen block, computed from the batch (e.g. the point tokens' centres).
 
 Only ``trained_module`` (tokenizer, head and adapter if any) is trained and saved.
 """
@@ -21,7 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from mmadapt.backbones.vision import VisionEncoder, load_vision_encoder
+from mmadapt.backbones.base import TokenEncoder
+from mmadapt.backbones.vision import load_vision_encoder
 from mmadapt.config import ModelConfig
 from mmadapt.errors import ConfigError, DataError
 from mmadapt.models.base import Assembly
@@ -31,7 +36,7 @@ from mmadapt.tokenizers.base import TokenBatch, Tokenizer
 
 @register("assemblies", "adapted_encoder")
 class AdaptedEncoder(Assembly):
-    def __init__(self, config: ModelConfig, encoder: VisionEncoder, tokenizer: Tokenizer, head: nn.Module,
+    def __init__(self, config: ModelConfig, encoder: TokenEncoder, tokenizer: Tokenizer, head: nn.Module,
                  adapter: nn.Module | None = None):
         super().__init__()
         if tokenizer.dim != encoder.hidden_size:
@@ -55,7 +60,7 @@ class AdaptedEncoder(Assembly):
         enc_cfg = config.encoder
         encoder = load_vision_encoder(enc_cfg.kind, enc_cfg.name, dtype=enc_cfg.dtype,
                                       attn_implementation=enc_cfg.attn_implementation, revision=enc_cfg.revision,
-                                      pretrained=enc_cfg.pretrained)
+                                      pretrained=enc_cfg.pretrained, random_init=enc_cfg.random_init)
         tokenizer = get("tokenizers", config.tokenizer.name)(dim=encoder.hidden_size, config=config.tokenizer)
         head = get("heads", config.head.name)(encoder.hidden_size, config.head.n_outputs, pool=config.head.pool)
         adapter = None
@@ -75,6 +80,11 @@ class AdaptedEncoder(Assembly):
     @property
     def head(self) -> nn.Module:
         return self.trained["head"]
+
+    @property
+    def adapter(self) -> nn.Module | None:
+        """The adapter inside the frozen encoder's blocks (e.g. Any2Point), if any."""
+        return self.trained["adapter"] if "adapter" in self.trained else None
 
     @property
     def trained_module(self) -> nn.Module:
@@ -112,7 +122,8 @@ class AdaptedEncoder(Assembly):
         """Tokenizer → frozen encoder: output tokens [B, 1+N, D] ([CLS] first) and their mask."""
         device = self.device
         tokens = self.tokenizer(**{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()})
-        hidden, mask = self.encoder.run_blocks(tokens.tokens, tokens.mask)
+        hooks = self.adapter.block_hooks(tokens) if self.adapter is not None else (None, None)
+        hidden, mask = self.encoder.run_blocks(tokens.tokens, tokens.mask, *hooks)
         return TokenBatch(hidden, mask)
 
     def predict(self, **inputs: torch.Tensor) -> torch.Tensor:

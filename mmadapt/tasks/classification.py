@@ -5,7 +5,9 @@ Data (``tasks.<key>.train`` / ``eval``, see :class:`~mmadapt.config.DatasetConfi
 - ``manifest``: a JSON-lines file, one ``{"path": ..., "<label_key>": ...}`` per sample;
 - ``table``: a CSV / Parquet file, one sample per row, read with the tabular tokenizer's schema;
 - ``synthetic_<modality>``: the generated set of that modality (written under ``root`` if missing);
-- ``sklearn_table``: a table that ships inside scikit-learn (wine, breast_cancer, iris), stratified split.
+- ``sklearn_table``: a table that ships inside scikit-learn (wine, breast_cancer, iris), stratified split;
+- ``modelnet40`` / ``scanobjectnn``: the official ModelNet40 (or 10) folder / a ScanObjectNN ``.h5`` file
+  (:mod:`mmadapt.data.point_datasets`).
 
 Classes are the sorted labels of the training split (or ``model.head.classes``). Evaluation writes
 ``eval/<key>_predictions.jsonl``, ``eval/<key>.json`` (accuracy and mean-class accuracy in percent, per class,
@@ -26,6 +28,12 @@ import torch
 from tqdm.auto import tqdm
 
 from mmadapt.config import DatasetConfig
+from mmadapt.data.point_datasets import (
+    MODELNET_NAMES,
+    MODELNET_SPLITS,
+    modelnet_records,
+    scanobjectnn_records,
+)
 from mmadapt.errors import ConfigError, DataError
 from mmadapt.registry import register
 from mmadapt.tasks.base import Task, batched, write_json
@@ -58,6 +66,10 @@ class ClassificationTask(Task):
         path = _dataset_file(ds, where)
         if ds.format in TABLE_FORMATS:
             rows = self._table_records(path, where)
+        elif ds.format == "modelnet40":
+            rows = modelnet_records(path, ds.split, ds.name or "modelnet40")
+        elif ds.format == "scanobjectnn":
+            rows = scanobjectnn_records(path)
         else:
             rows = _manifest_records(path, Path(ds.root) if ds.format == "manifest" and ds.root else path.parent,
                                      self.config.label_key)
@@ -192,7 +204,8 @@ class RegressionTask(ClassificationTask):
 
 # ------------------------------------------------------------------------------------------- helpers
 def _dataset_file(ds: DatasetConfig, where: str) -> Path:
-    """The manifest / table file of a dataset config (generated first for ``synthetic_*``)."""
+    """The manifest / table file of a dataset config (generated first for ``synthetic_*``); the dataset
+    folder for ``modelnet40``, the ``.h5`` file for ``scanobjectnn``."""
     if ds.format in GENERATORS:
         if not ds.root or not ds.split or not ds.n_samples:
             raise ConfigError(f"{where}: {ds.format} needs root, split and n_samples")
@@ -214,8 +227,18 @@ def _dataset_file(ds: DatasetConfig, where: str) -> Path:
         if not path.is_file():
             raise DataError(f"{path}: file not found ({where}.annotations)")
         return path
+    if ds.format == "modelnet40":
+        if not ds.root or ds.split not in MODELNET_SPLITS or (ds.name or "modelnet40") not in MODELNET_NAMES:
+            raise ConfigError(f"{where}: modelnet40 needs root (the dataset folder), split (train or test) and "
+                              f"optionally name (modelnet40 or modelnet10); got root={ds.root!r}, "
+                              f"split={ds.split!r}, name={ds.name!r}")
+        return Path(ds.root)
+    if ds.format == "scanobjectnn":
+        if not ds.annotations:
+            raise ConfigError(f"{where}.annotations: required for format scanobjectnn (the .h5 file)")
+        return Path(ds.annotations)
     raise ConfigError(f"{where}.format: {ds.format!r} is not a classification format "
-                      f"(manifest, table, sklearn_table, {', '.join(GENERATORS)})")
+                      f"(manifest, table, sklearn_table, modelnet40, scanobjectnn, {', '.join(GENERATORS)})")
 
 
 def _manifest_records(path: Path, root: Path, label_key: str) -> list[tuple[str, Any]]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
@@ -102,7 +103,8 @@ class PointCloudTokenizerConfig:
     - ``in_channels``: 3 for xyz; more keeps the file's extra columns (e.g. normals: 6) as point features.
     - ``n_groups``: tokens per cloud (FPS centres); ``group_size``: neighbours per centre (kNN).
     - ``hidden``: mini-PointNet width (Point-MAE: 128, giving 128 → 256, then 512 → 512 → D).
-    - ``position_hidden``: hidden width of the centre-xyz position MLP.
+    - ``position``: ``mlp`` — an MLP of each centre's xyz is added to its token (width ``position_hidden``);
+      ``none`` — no position embedding here (Any2Point adds the frozen source's own, by virtual projection).
     """
 
     name: str = "point_cloud"
@@ -113,6 +115,7 @@ class PointCloudTokenizerConfig:
     group_size: int = 32
     hidden: int = 128
     position_hidden: int = 128
+    position: Literal["mlp", "none"] = "mlp"
 
     def validate(self) -> None:
         for key in ("n_points", "n_groups", "group_size", "hidden", "position_hidden"):
@@ -139,18 +142,21 @@ class PointCloudTokenizer(Tokenizer):
         self.point_mlp = nn.Sequential(nn.Linear(cfg.in_channels, h), nn.LayerNorm(h), nn.GELU(), nn.Linear(h, 2 * h))
         self.group_mlp = nn.Sequential(nn.Linear(4 * h, 4 * h), nn.LayerNorm(4 * h), nn.GELU(), nn.Linear(4 * h, dim))
         self.position_mlp = nn.Sequential(nn.Linear(3, cfg.position_hidden), nn.GELU(),
-                                          nn.Linear(cfg.position_hidden, dim))
+                                          nn.Linear(cfg.position_hidden, dim)) if cfg.position == "mlp" else None
 
     # ------------------------------------------------------------------------------------------ data side
     def load(self, source: str | os.PathLike[str] | torch.Tensor) -> torch.Tensor:
-        """A point-cloud file → ``points`` [n_points, in_channels]; a tensor passes through."""
-        if isinstance(source, torch.Tensor):
-            return source
-        from mmadapt.io.point_cloud import load_point_cloud
+        """A point-cloud file, or points in memory ``[N, C]`` (e.g. a ScanObjectNN ``.h5`` row) → ``points``
+        [n_points, in_channels], checked, sampled and normalised alike."""
+        from mmadapt.io.point_cloud import load_point_cloud, prepare_points
 
         cfg = self.config
-        points = load_point_cloud(source, n_points=cfg.n_points, normalize=cfg.normalize,
-                                  keep_extra=cfg.in_channels > 3)
+        if isinstance(source, torch.Tensor):
+            points = prepare_points(source, n_points=cfg.n_points, normalize=cfg.normalize, where="points tensor")
+            source = f"points tensor {list(source.shape)}"
+        else:
+            points = load_point_cloud(source, n_points=cfg.n_points, normalize=cfg.normalize,
+                                      keep_extra=cfg.in_channels > 3)
         if points.shape[1] < cfg.in_channels:
             raise DataError(f"{os.fspath(source)}: {points.shape[1]} columns per point, tokenizer.in_channels "
                             f"expects {cfg.in_channels}")
@@ -198,6 +204,7 @@ class PointCloudTokenizer(Tokenizer):
         features = self.point_mlp(local)  # [B, G, K, 2h]
         pooled = features.amax(dim=2, keepdim=True).expand_as(features)
         tokens = self.group_mlp(torch.cat([pooled, features], dim=-1)).amax(dim=2)  # [B, G, D]
-        tokens = tokens + self.position_mlp(centres)
+        if self.position_mlp is not None:
+            tokens = tokens + self.position_mlp(centres)
         mask = torch.ones(B, cfg.n_groups, dtype=torch.bool, device=device)
         return TokenBatch(tokens, mask, centres)
