@@ -52,8 +52,11 @@ class HFTextEncoder(TokenEncoder):
             config._attn_implementation = attn_implementation
             model = AutoModel.from_config(config, add_pooling_layer=False).to(DTYPES[dtype])
         else:
-            model = AutoModel.from_pretrained(path, add_pooling_layer=False, dtype=DTYPES[dtype],
-                                              attn_implementation=attn_implementation, revision=revision)
+            # loaded whole (checkpoints hold the pooler), then the pooler is dropped: run_blocks never uses it
+            model = AutoModel.from_pretrained(path, dtype=DTYPES[dtype], attn_implementation=attn_implementation,
+                                              revision=revision)
+            if getattr(model, "pooler", None) is not None:
+                model.pooler = None
         tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
         init = "random" if random_init else (revision or "main")
         return cls(model, tokenizer, identity=f"hf_text_encoder:{name}@{init}")
