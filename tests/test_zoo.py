@@ -35,7 +35,8 @@ def _hashes(entry: Path) -> dict[str, str]:
 
 
 def test_names_resolve_and_unknown_names_fail():
-    assert zoo.zoo_names() == ["zoo:tiny-opt", "zoo:tiny-vit", "zoo:tiny-timesformer", "zoo:tiny-ast"]
+    assert zoo.zoo_names() == ["zoo:tiny-opt", "zoo:tiny-vit", "zoo:tiny-timesformer", "zoo:tiny-ast",
+                                 "zoo:tiny-swin"]
     assert zoo.resolve_pretrained("facebook/opt-125m") == "facebook/opt-125m"
     assert zoo.resolve_pretrained("/some/local/path") == "/some/local/path"
     with pytest.raises(ValueError, match="unknown zoo model 'zoo:tiny-llama'"):

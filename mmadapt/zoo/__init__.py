@@ -28,6 +28,7 @@ _BUILDERS = {
     "zoo:tiny-vit": "mmadapt.zoo.tiny_vit",
     "zoo:tiny-timesformer": "mmadapt.zoo.tiny_timesformer",
     "zoo:tiny-ast": "mmadapt.zoo.tiny_ast",
+    "zoo:tiny-swin": "mmadapt.zoo.tiny_swin",
 }
 
 __all__ = ["ZOO_PREFIX", "is_zoo_name", "zoo_names", "zoo_path", "resolve_pretrained", "build_entry",
