@@ -54,6 +54,7 @@ def build_model(config: Config, tasks: dict[str, Task] | None = None) -> Assembl
 
     For an ``adapted_encoder`` whose ``model.head.n_outputs`` is not set, the (single) task's training data
     give the classes; they are written into ``config.model.head`` so that ``save_pretrained`` keeps them.
+    A ``dense_multitask`` model's segmentation tasks get their class names from the dense task's data.
     Likewise a tabular tokenizer without ``numeric_mean`` / ``numeric_std`` gets them from the training table.
     """
     model_cfg = config.model
@@ -77,6 +78,16 @@ def build_model(config: Config, tasks: dict[str, Task] | None = None) -> Assembl
         tasks = tasks or build_tasks(config)
         (task,) = tasks.values()
         tok.numeric_mean, tok.numeric_std = task.numeric_statistics()
+    if model_cfg.assembly == "dense_multitask":
+        missing = [n for n, t in model_cfg.dense.tasks.items() if t.kind == "segmentation" and not t.classes]
+        if missing:
+            tasks = tasks or build_tasks(config)
+            dense = [t for t in tasks.values() if t.name == "dense"]
+            if len(dense) != 1:
+                raise ConfigError("tasks: a dense_multitask model reads its classes from one dense task "
+                                  f"(got {', '.join(tasks) or 'none'}); or set model.dense.tasks.<name>.classes")
+            for name in missing:
+                model_cfg.dense.tasks[name].classes = dense[0].class_names(name)
     assembly = registry.get("assemblies", model_cfg.assembly)
     torch.manual_seed(config.train.seed)  # the trained parts' initialisation is part of the run's seed
     return assembly.from_config(model_cfg)

@@ -141,6 +141,11 @@ def _headline(scores: dict) -> dict:
     """The few numbers worth a terminal line (the full objects are in eval/*.json)."""
     if "overall" in scores:
         return {"overall": scores["overall"], "perAnswerType": scores.get("perAnswerType")}
+    dense = {k: v for k, v in scores.items() if isinstance(v, dict) and k != "baselines"
+             and any(m in v for m in ("mIoU", "maxF", "mean"))}
+    if dense:  # a dense multi-task run: each task's headline metric
+        out = {k: round(v.get("maxF", v.get("mIoU", v.get("mean", float("nan")))), 2) for k, v in dense.items()}
+        return {**out, "baselines": scores.get("baselines"), "n_errors": scores.get("n_errors")}
     if "accuracy" in scores or "mse" in scores:
         keep = ("accuracy", "mean_class_accuracy", "mse", "mae", "r2", "baselines", "n_errors")
         return {k: scores[k] for k in keep if k in scores}

@@ -33,7 +33,7 @@ class BackboneConfig:
 
     name: str = ""
     kind: Literal["hf_causal_lm", "hf_vit", "hf_clip_vision", "open_clip", "hf_timesformer", "hf_ast",
-                  "hf_text_encoder"] = "hf_causal_lm"
+                  "hf_text_encoder", "hf_swin"] = "hf_causal_lm"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     attn_implementation: Literal["sdpa", "eager"] = "sdpa"
     trust_remote_code: bool = False  # only a recipe may turn this on, explicitly
@@ -63,24 +63,71 @@ class HeadConfig:
 
 
 @dataclass
+class DenseTaskConfig:
+    """One dense task of a ``dense_multitask`` model. ``kind`` defaults from the task's name (``semseg`` /
+    ``parts`` → segmentation, ``saliency``, ``normals``); ``classes`` are read from the data when unset."""
+
+    kind: Literal["segmentation", "saliency", "normals"] | None = None
+    classes: list[str] | None = None
+    loss_weight: float = 1.0
+
+    def validate(self) -> None:
+        if self.loss_weight < 0:
+            raise ConfigError(f"loss_weight: expected >= 0, got {self.loss_weight}")
+
+
+@dataclass
+class DenseConfig:
+    """The tasks a ``dense_multitask`` model predicts at once (keys: the label kinds of the data —
+    ``semseg``, ``parts``, ``saliency``, ``normals``), the decoders' width, and the input size (None: the
+    encoder's)."""
+
+    tasks: dict[str, DenseTaskConfig] = field(default_factory=dict)
+    decoder_dim: int = 32
+    image_size: int | None = None
+
+    def validate(self) -> None:
+        if not self.tasks:
+            raise ConfigError("tasks: at least one dense task (e.g. {semseg: {}, normals: {loss_weight: 5}})")
+        defaults = {"semseg": "segmentation", "parts": "segmentation", "saliency": "saliency", "normals": "normals"}
+        for name, task in self.tasks.items():
+            if task.kind is None:
+                if name not in defaults:
+                    raise ConfigError(f"tasks.{name}.kind: required for a task not named {', '.join(defaults)}")
+                task.kind = defaults[name]
+        if self.decoder_dim < 1:
+            raise ConfigError(f"decoder_dim: expected a positive integer, got {self.decoder_dim}")
+
+
+@dataclass
 class ModelConfig:
     """Which assembly, which frozen backbones, which trained parts.
 
     - ``perceptual_lm``: ``vision`` (frozen encoder) → ``adapter`` → frozen ``lm`` → text.
+    - ``dense_multitask``: frozen hierarchical ``encoder`` (+ optional ``adapter``: polyhistor,
+      polyhistor_lite, bottleneck, lora) → one decoder per task of ``dense`` (several dense tasks at once).
     - ``adapted_encoder``: ``tokenizer`` (trained) → frozen shared ``encoder`` (+ optional ``adapter``) →
       ``head`` (trained). ``tokenizer`` is a mapping with a registered ``name`` (``point_cloud``, ...) or the
       path of a ``tokenizers/*.yaml`` file holding one.
     """
 
-    assembly: Literal["perceptual_lm", "adapted_encoder"] = "perceptual_lm"
+    assembly: Literal["perceptual_lm", "adapted_encoder", "dense_multitask"] = "perceptual_lm"
     lm: BackboneConfig = field(default_factory=lambda: BackboneConfig(name="zoo:tiny-opt"))
     vision: BackboneConfig = field(default_factory=lambda: BackboneConfig(name="zoo:tiny-vit", kind="hf_vit"))
     adapter: Any = None  # the adapter's own config dataclass, chosen by its `name` key
     encoder: BackboneConfig | None = None
     tokenizer: Any = None  # the tokenizer's own config dataclass, chosen by its `name` key
     head: HeadConfig = field(default_factory=HeadConfig)
+    dense: DenseConfig | None = None  # dense_multitask: the tasks predicted together
 
     def validate(self) -> None:
+        if self.assembly == "dense_multitask":
+            if self.encoder is None:
+                raise ConfigError("encoder: missing (a frozen hierarchical encoder, e.g. {name: 'zoo:tiny-swin', "
+                                  "kind: hf_swin})")
+            if self.dense is None:
+                raise ConfigError("dense: missing (which dense tasks, e.g. dense.tasks: {semseg: {}, normals: {}})")
+            return
         if self.assembly == "adapted_encoder":
             if self.encoder is None:
                 raise ConfigError("encoder: missing (the frozen shared encoder, e.g. {name: 'zoo:tiny-vit', kind: hf_vit})")
@@ -123,12 +170,18 @@ class DatasetConfig:
       train / test. The layout is detected from the files.
     - ``scanobjectnn``: ``annotations`` = a ScanObjectNN ``.h5`` file (``data`` [N, 2048, 3], ``label`` [N];
       e.g. ``main_split/training_objectdataset_augmentedrot_scale75.h5``); labels are the 15 class names.
+    - ``pascal_context`` (dense multi-task): ``root`` = the PASCAL-Context multi-task layout (``JPEGImages/``,
+      ``semseg/pascal-context/``, ``human_parts/``, ``sal_distill/``, ``normals_distill/``,
+      ``ImageSets/Context/<split>.txt``); ``split`` train / val.
+    - ``synthetic_dense``: generated scenes with exact labels for every dense task, written in that same
+      layout under ``root`` (``split``, ``n_samples``, ``seed``).
     """
 
     format: Literal["vqa_v2", "coco_captions", "karpathy", "synthetic_scenes", "msrvtt_qa", "audiocaps",
                     "synthetic_videoqa", "synthetic_audiocaps", "manifest", "table",
                     "synthetic_images", "synthetic_video", "synthetic_audio", "synthetic_points", "synthetic_tabular",
-                    "synthetic_graph", "sklearn_table", "modelnet40", "scanobjectnn"] = "vqa_v2"
+                    "synthetic_graph", "sklearn_table", "modelnet40", "scanobjectnn", "pascal_context",
+                    "synthetic_dense"] = "vqa_v2"
     name: str | None = None  # sklearn_table: which bundled table; modelnet40: modelnet40 / modelnet10
     questions: str | None = None
     annotations: str | None = None

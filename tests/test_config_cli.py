@@ -35,6 +35,10 @@ def test_shipped_recipes_validate(recipe):
     cfg = Config.from_yaml(recipe)
     if cfg.model.assembly == "perceptual_lm":
         assert isinstance(cfg.model.adapter, EPALMConfig)
+    elif cfg.model.assembly == "dense_multitask":  # Polyhistor: a dense adapter and the tasks with their kinds
+        assert cfg.model.adapter.name in {"polyhistor", "polyhistor_lite", "bottleneck", "lora"}
+        assert cfg.model.encoder.kind == "hf_swin"
+        assert {t.kind for t in cfg.model.dense.tasks.values()} == {"segmentation", "saliency", "normals"}
     else:  # adapted_encoder: a registered tokenizer's typed config (YAML files under tokenizers/ inlined)
         assert cfg.model.tokenizer.name in {"image", "video", "audio", "point_cloud", "tabular", "graph"}
         assert cfg.model.encoder is not None

@@ -2,6 +2,12 @@
 
 from mmadapt.adapters.any2point import Any2Point, Any2PointConfig
 from mmadapt.adapters.base import Adapter
+from mmadapt.adapters.bottleneck import BottleneckAdapters, BottleneckConfig
+from mmadapt.adapters.dense import DenseAdapter
 from mmadapt.adapters.epalm import EPALM, EPALMConfig
+from mmadapt.adapters.lora import LoRA, LoRAConfig
+from mmadapt.adapters.polyhistor import Polyhistor, PolyhistorConfig, PolyhistorLite, PolyhistorLiteConfig
 
-__all__ = ["Adapter", "Any2Point", "Any2PointConfig", "EPALM", "EPALMConfig"]
+__all__ = ["Adapter", "Any2Point", "Any2PointConfig", "BottleneckAdapters", "BottleneckConfig", "DenseAdapter",
+           "EPALM", "EPALMConfig", "LoRA", "LoRAConfig", "Polyhistor", "PolyhistorConfig", "PolyhistorLite",
+           "PolyhistorLiteConfig"]

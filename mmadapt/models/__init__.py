@@ -2,6 +2,7 @@
 
 from mmadapt.models.adapted_encoder import AdaptedEncoder
 from mmadapt.models.base import Assembly
+from mmadapt.models.dense_multitask import DenseMultiTask
 from mmadapt.models.perceptual_lm import PerceptualLM
 
-__all__ = ["AdaptedEncoder", "Assembly", "PerceptualLM"]
+__all__ = ["AdaptedEncoder", "Assembly", "DenseMultiTask", "PerceptualLM"]
