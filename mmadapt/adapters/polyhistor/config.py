@@ -48,6 +48,9 @@ class PolyhistorLiteConfig(PolyhistorConfig):
         W_up[t, l]   = template_up[t, l] ⊗ K_up[l]
 
     Every stage width must be ``k × d_0`` for an integer ``k`` (true of Swin: the width doubles per stage).
+    The template is the narrowest stage's size, so its hypernetworks can afford a higher ``rank`` (default 8)
+    at a fraction of Polyhistor's parameters.
     """
 
     name: str = "polyhistor_lite"
+    rank: int = 8
