@@ -336,3 +336,24 @@ def test_polyhistor_lite_learns_the_synthetic_tasks_on_the_zoo_swin(tmp_path):
     assert scores["parts"]["mIoU"] > base["parts"] + 15
     assert scores["saliency"]["maxF"] > base["saliency"] + 20
     assert scores["normals"]["mean"] < base["normals"]
+
+
+def test_a_bad_eval_image_is_reported_not_fatal(swin_dir, dense_root, tmp_path):
+    import json
+    import shutil
+
+    import mmadapt
+
+    root = tmp_path / "dense"
+    shutil.copytree(dense_root, root)
+    bad = sorted((root / "JPEGImages").glob("val_*.jpg"))[1]
+    bad.write_bytes(bad.read_bytes()[:40])  # truncated
+    # read as the PASCAL-Context layout it is written in (format synthetic_dense would regenerate the split)
+    cfg = dense_config(swin_dir, root, tmp_path / "run", extra=["tasks.dense.eval.format=pascal_context"])
+    model = mmadapt.build_model(cfg)
+    scores = mmadapt.evaluate(model, cfg, quiet=True)["dense"]
+    assert scores["n_samples"] == 6 and scores["n_errors"] == 1
+    errors = json.loads((tmp_path / "run" / "eval" / "dense_errors.json").read_text())
+    assert errors[0]["id"] == bad.stem and bad.name in errors[0]["error"]
+    assert 0 <= scores["semseg"]["mIoU"] <= 100 and scores["normals"]["mean"] >= 0
+    assert set(scores["baselines"]) == {"semseg", "parts", "saliency", "normals"}
