@@ -88,9 +88,34 @@ def build_model(config: Config, tasks: dict[str, Task] | None = None) -> Assembl
                                   f"(got {', '.join(tasks) or 'none'}); or set model.dense.tasks.<name>.classes")
             for name in missing:
                 model_cfg.dense.tasks[name].classes = dense[0].class_names(name)
+    if model_cfg.assembly == "all_in_one":
+        _all_in_one_heads(model_cfg, tasks or build_tasks(config))
     assembly = registry.get("assemblies", model_cfg.assembly)
     torch.manual_seed(config.train.seed)  # the trained parts' initialisation is part of the run's seed
     return assembly.from_config(model_cfg)
+
+
+def _all_in_one_heads(model_cfg, tasks: dict[str, Task]) -> None:
+    """An ``all_in_one`` model's heads from its tasks: the video QA answer vocabulary (training answers), a
+    matching head for retrieval, video classes for classification (at most one task of each kind)."""
+    vt = model_cfg.video_text
+    kinds: dict[str, list[Task]] = {}
+    for task in tasks.values():
+        kinds.setdefault(task.name, []).append(task)
+    unknown = set(kinds) - {"vqa", "retrieval", "classification"}
+    if unknown:
+        raise ConfigError(f"tasks: an all_in_one model does video QA, retrieval and classification, not "
+                          f"{', '.join(sorted(unknown))}")
+    for kind, found in kinds.items():
+        if len(found) > 1:
+            raise ConfigError(f"tasks: an all_in_one model has one {kind} head ({', '.join(t.key for t in found)})")
+    if "vqa" in kinds and not vt.answers:
+        vt.answers = kinds["vqa"][0].candidates()
+    if "retrieval" in kinds:
+        vt.matching = True
+    if "classification" in kinds and model_cfg.head.n_outputs is None:
+        model_cfg.head.classes = kinds["classification"][0].classes()
+        model_cfg.head.n_outputs = len(model_cfg.head.classes)
 
 
 def training_examples(config: Config, tasks: dict[str, Task] | None = None) -> list:

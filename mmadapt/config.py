@@ -100,6 +100,34 @@ class DenseConfig:
 
 
 @dataclass
+class VideoTextConfig:
+    """How an ``all_in_one`` model reads clips and text, and its heads (filled from the tasks' data when
+    unset): ``answers`` — the video QA answer vocabulary (a classifier over it, as All-in-One does);
+    ``matching`` — a video–text matching head (retrieval). Video classification uses ``model.head``.
+
+    ``text_tokenizer`` names a Hugging Face tokenizer (id, path or ``zoo:`` LM); its ids get a *trained*
+    embedding table of the encoder's width (plus ``max_text_len`` text positions and a text / video type
+    embedding). ``temporal_embedding`` adds a trained per-frame embedding (off by default, so that frame order
+    reaches the model only through token rolling)."""
+
+    n_frames: int = 8
+    text_tokenizer: str = "zoo:tiny-opt"
+    max_text_len: int = 32
+    answers: list[str] | None = None
+    matching: bool = False
+    temporal_embedding: bool = False
+    frame_sampling: Literal["uniform", "random"] = "uniform"
+
+    def validate(self) -> None:
+        if self.n_frames < 1:
+            raise ConfigError(f"n_frames: expected >= 1, got {self.n_frames}")
+        if self.max_text_len < 1:
+            raise ConfigError(f"max_text_len: expected >= 1, got {self.max_text_len}")
+        if self.answers is not None and len(set(self.answers)) != len(self.answers):
+            raise ConfigError("answers: duplicate answers in the vocabulary")
+
+
+@dataclass
 class ModelConfig:
     """Which assembly, which frozen backbones, which trained parts.
 
@@ -109,9 +137,11 @@ class ModelConfig:
     - ``adapted_encoder``: ``tokenizer`` (trained) → frozen shared ``encoder`` (+ optional ``adapter``) →
       ``head`` (trained). ``tokenizer`` is a mapping with a registered ``name`` (``point_cloud``, ...) or the
       path of a ``tokenizers/*.yaml`` file holding one.
+    - ``all_in_one``: video frames + text through one frozen ``encoder`` attending per frame, with
+      ``adapter: {name: token_rolling}`` (or none, the baseline) → heads of ``video_text`` / ``head``.
     """
 
-    assembly: Literal["perceptual_lm", "adapted_encoder", "dense_multitask"] = "perceptual_lm"
+    assembly: Literal["perceptual_lm", "adapted_encoder", "dense_multitask", "all_in_one"] = "perceptual_lm"
     lm: BackboneConfig = field(default_factory=lambda: BackboneConfig(name="zoo:tiny-opt"))
     vision: BackboneConfig = field(default_factory=lambda: BackboneConfig(name="zoo:tiny-vit", kind="hf_vit"))
     adapter: Any = None  # the adapter's own config dataclass, chosen by its `name` key
@@ -119,8 +149,21 @@ class ModelConfig:
     tokenizer: Any = None  # the tokenizer's own config dataclass, chosen by its `name` key
     head: HeadConfig = field(default_factory=HeadConfig)
     dense: DenseConfig | None = None  # dense_multitask: the tasks predicted together
+    video_text: VideoTextConfig | None = None  # all_in_one: frames, text, heads
 
     def validate(self) -> None:
+        if self.assembly == "all_in_one":
+            if self.encoder is None:
+                raise ConfigError("encoder: missing (the frozen shared encoder, e.g. {name: 'zoo:tiny-vit', kind: hf_vit})")
+            if self.encoder.kind not in ("hf_vit", "hf_clip_vision"):
+                raise ConfigError(f"encoder.kind: all_in_one reads frames with an image encoder's own patch "
+                                  f"embedding (hf_vit, hf_clip_vision), got {self.encoder.kind!r}")
+            if self.adapter is not None and getattr(self.adapter, "name", None) != "token_rolling":
+                raise ConfigError(f"adapter.name: all_in_one takes token_rolling (or no adapter), got "
+                                  f"{self.adapter.name!r}")
+            if self.video_text is None:
+                self.video_text = VideoTextConfig()
+            return
         if self.assembly == "dense_multitask":
             if self.encoder is None:
                 raise ConfigError("encoder: missing (a frozen hierarchical encoder, e.g. {name: 'zoo:tiny-swin', "
@@ -175,13 +218,20 @@ class DatasetConfig:
       ``ImageSets/Context/<split>.txt``); ``split`` train / val.
     - ``synthetic_dense``: generated scenes with exact labels for every dense task, written in that same
       layout under ``root`` (``split``, ``n_samples``, ``seed``).
+    - ``msrvtt_retrieval`` (video–text retrieval): ``annotations`` = MSR-VTT's caption file, either a CSV with
+      ``video_id`` and ``sentence`` columns (the 1k-A test split, ``MSRVTT_JSFUSION_test.csv``) or the
+      ``MSRVTT_data.json`` layout (``sentences``: [{video_id, caption}]); videos under ``image_root`` named by
+      ``image_template`` (default ``{video_id}.mp4``).
+    - ``synthetic_video_text``: generated clips of named-colour shapes moving in a direction, one caption each
+      ("a red disc moves up ."), written in the ``msrvtt_retrieval`` CSV layout under ``root`` (``split``,
+      ``n_samples``, ``seed``); captions are unique within a split when ``n_samples`` ≤ 60.
     """
 
     format: Literal["vqa_v2", "coco_captions", "karpathy", "synthetic_scenes", "msrvtt_qa", "audiocaps",
                     "synthetic_videoqa", "synthetic_audiocaps", "manifest", "table",
                     "synthetic_images", "synthetic_video", "synthetic_audio", "synthetic_points", "synthetic_tabular",
                     "synthetic_graph", "sklearn_table", "modelnet40", "scanobjectnn", "pascal_context",
-                    "synthetic_dense"] = "vqa_v2"
+                    "synthetic_dense", "msrvtt_retrieval", "synthetic_video_text"] = "vqa_v2"
     name: str | None = None  # sklearn_table: which bundled table; modelnet40: modelnet40 / modelnet10
     questions: str | None = None
     annotations: str | None = None

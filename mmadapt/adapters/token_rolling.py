@@ -9,12 +9,15 @@ block rolls the sequence it receives and nothing ever unrolls, so after ``k`` ro
 Default amounts as the authors' (196 patches per frame, 24 each way): ``fraction = 24 / 196`` per direction,
 ``n = round(fraction · tokens_per_frame)``.
 
-Pieces (the math; the All-in-One assembly that attends per frame and rolls between frames builds on them):
+Pieces:
 
 - :func:`roll_tokens` / :func:`unroll_tokens` on ``[B, T, N, D]`` (T frames of N tokens);
 - :class:`RollLayout` + :func:`roll_sequence` / :func:`unroll_sequence` on a mixed ``[B, L, D]`` sequence
   where only some positions are visual tokens of frames (a layout from a time index such as the video
-  tokenizer's ``coords[..., 0]``, frame or tubelet index; padded positions count as non-visual).
+  tokenizer's ``coords[..., 0]``, frame or tubelet index; padded positions count as non-visual);
+- :class:`TokenRolling` (registered adapter ``token_rolling``, :class:`TokenRollingConfig`): zero parameters;
+  it gives :class:`~mmadapt.models.all_in_one.AllInOne` a hook that rolls the frames' tokens before each
+  selected block of the frozen encoder.
 
 Attention: transformer blocks are permutation-equivariant over tokens once positions are added. Under joint
 attention over a whole clip (every token attends to all tokens), rolling is only a re-ordering of the output
@@ -29,8 +32,13 @@ from dataclasses import dataclass
 
 import torch
 
+from mmadapt.adapters.base import Adapter
+from mmadapt.errors import ConfigError
+from mmadapt.registry import register
 
-__all__ = ["RollLayout", "roll_sequence", "roll_tokens", "unroll_sequence", "unroll_tokens"]
+
+__all__ = ["RollLayout", "TokenRolling", "TokenRollingConfig", "roll_sequence", "roll_tokens", "unroll_sequence",
+           "unroll_tokens"]
 
 #: the authors' amount: of 196 patch tokens per frame, 24 roll forward and 24 back
 DEFAULT_FRACTION = 24 / 196
@@ -188,3 +196,94 @@ def unroll_sequence(hidden: torch.Tensor, layout: RollLayout, n_forward: int, n_
 
 
 # ----------------------------------------------------------------------------------------- the adapter
+@dataclass
+class TokenRollingConfig:
+    """How much rolls, and where.
+
+    - ``fraction``: share of each frame's visual tokens rolled one frame forward, and the same share one frame
+      back (default the authors' 24 of 196); ``n_forward`` / ``n_backward`` set the counts directly instead.
+    - ``only_with_text``: roll only when text shares the sequence (the authors' code: video–text tasks);
+      the default rolls for video-only inputs too (video classification), which is where the adapter is the
+      only temporal path.
+    - ``blocks``: indices of the encoder blocks before which to roll (default: every block).
+    """
+
+    name: str = "token_rolling"
+    fraction: float = DEFAULT_FRACTION
+    n_forward: int | None = None
+    n_backward: int | None = None
+    only_with_text: bool = False
+    blocks: list[int] | None = None
+
+    def validate(self) -> None:
+        if not 0 <= self.fraction <= 0.5:
+            raise ConfigError(f"fraction: expected a share in [0, 0.5] per direction, got {self.fraction}")
+        for key in ("n_forward", "n_backward"):
+            value = getattr(self, key)
+            if value is not None and value < 0:
+                raise ConfigError(f"{key}: expected >= 0, got {value}")
+        if self.blocks is not None and any(b < 0 for b in self.blocks):
+            raise ConfigError(f"blocks: expected block indices >= 0, got {self.blocks}")
+
+    def amounts(self, tokens_per_frame: int) -> tuple[int, int]:
+        """``(n_forward, n_backward)`` for frames of ``tokens_per_frame`` visual tokens."""
+        n = round(self.fraction * tokens_per_frame)
+        fwd = self.n_forward if self.n_forward is not None else n
+        bwd = self.n_backward if self.n_backward is not None else n
+        if fwd + bwd > tokens_per_frame:
+            raise ConfigError(f"model.adapter: n_forward + n_backward = {fwd} + {bwd} > {tokens_per_frame} "
+                              "visual tokens per frame")
+        return fwd, bwd
+
+
+@register("adapters", "token_rolling")
+class TokenRolling(Adapter):
+    """All-in-One's temporal module: no parameters, one hook.
+
+    Inside :class:`~mmadapt.models.all_in_one.AllInOne` the frozen encoder attends *per frame*: the batch
+    dimension holds ``B · T`` sequences ``[text][frame t's N patch tokens]`` (the encoder's [CLS] in front).
+    :meth:`block_hook` returns the ``before_block`` function of
+    :meth:`~mmadapt.backbones.base.TokenEncoder.run_blocks`: before every selected block it views the
+    visual part as ``[B, T, N, D]`` and rolls it (:func:`roll_tokens`); text and [CLS] are left alone.
+    """
+
+    config_class = TokenRollingConfig
+
+    def __init__(self, config: TokenRollingConfig, encoder=None):
+        super().__init__()
+        self.config = config
+        n_blocks = getattr(encoder, "num_layers", None)
+        if n_blocks is not None and config.blocks is not None and max(config.blocks, default=-1) >= n_blocks:
+            raise ConfigError(f"model.adapter.blocks: {config.blocks} names a block >= the encoder's {n_blocks}")
+
+    def attach(self, encoder) -> None:
+        """Nothing is inserted into the encoder; :meth:`block_hook` is called per batch."""
+        if not hasattr(encoder, "run_blocks"):
+            raise ConfigError("model.adapter: token_rolling needs an encoder with run_blocks (hf_vit, ...)")
+
+    def block_hooks(self, tokens):
+        """Joint attention over a whole clip (:class:`~mmadapt.models.AdaptedEncoder`) makes rolling a mere
+        re-ordering of the outputs (attention is permutation-equivariant), so it is refused there."""
+        raise ConfigError("model.adapter: token_rolling needs per-frame attention: use model.assembly: all_in_one "
+                          "(under adapted_encoder's joint attention over the clip, rolling only reorders outputs)")
+
+    def block_hook(self, n_frames: int, n_text: int, tokens_per_frame: int):
+        """``before_block(i, x)`` for :meth:`run_blocks`: ``x`` [B·T, n_text + N, D] → same shape with the
+        ``N`` visual tokens rolled along the ``T`` frames of each clip (None when nothing would move)."""
+        if n_frames < 2 or (self.config.only_with_text and n_text == 0):
+            return None
+        fwd, bwd = self.config.amounts(tokens_per_frame)
+        if fwd + bwd == 0:
+            return None
+        chosen = None if self.config.blocks is None else set(self.config.blocks)
+
+        def before_block(i: int, x: torch.Tensor) -> torch.Tensor:
+            if chosen is not None and i not in chosen:
+                return x
+            BT, L, D = x.shape
+            visual = x[:, n_text:].reshape(BT // n_frames, n_frames, tokens_per_frame, D)
+            rolled = roll_tokens(visual, fwd, bwd).reshape(BT, tokens_per_frame, D)
+            return torch.cat([x[:, :n_text], rolled], dim=1)
+
+        return before_block
+

@@ -74,6 +74,15 @@ class _HFVisionEncoder(VisionEncoder):
     def _run_block(self, block: nn.Module, hidden: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
         return run_hf_block(block, hidden, key_mask)
 
+    @property
+    def _embeddings(self) -> nn.Module:
+        return self.model.embeddings
+
+    def patch_tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """``pixel_values`` [B, 3, S, S] → the encoder's own patch embeddings plus their position embeddings
+        [B, N, D] (its [CLS] left out: :meth:`run_blocks` prepends it) — e.g. video frames as tokens."""
+        return self._embeddings(pixel_values)[:, 1:]
+
 
 @register("backbones", "hf_vit")
 class HFViT(_HFVisionEncoder):
@@ -131,6 +140,10 @@ class HFCLIPVision(_HFVisionEncoder):
     @property
     def _tower(self) -> nn.Module:
         return getattr(self.model, "vision_model", self.model)
+
+    @property
+    def _embeddings(self) -> nn.Module:
+        return self._tower.embeddings
 
     @property
     def blocks(self) -> list[nn.Module]:

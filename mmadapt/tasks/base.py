@@ -44,6 +44,14 @@ def resolve_split(ds: DatasetConfig, where: str) -> SplitFiles:
         path = ensure_generated(ds.root, ds.split, ds.n_samples, ds.seed, writer)
         template = smt.VIDEO_TEMPLATE if video else smt.AUDIO_TEMPLATE
         return SplitFiles(path if video else None, None if video else path, Path(ds.root), template)
+    if ds.format == "synthetic_video_text":
+        from mmadapt.data.generated import ensure_generated
+        from mmadapt.data.synthetic_video_text import write_video_text_dataset
+
+        if not ds.root or not ds.split or not ds.n_samples:
+            raise ConfigError(f"{where}: synthetic_video_text needs root, split and n_samples")
+        ensure_generated(ds.root, ds.split, ds.n_samples, ds.seed, write_video_text_dataset)
+        return SplitFiles(Path(ds.root) / f"{ds.split}_qa.json", None, Path(ds.root), "{video}")
     if ds.format == "msrvtt_qa":
         if ds.questions is None:
             raise ConfigError(f"{where}.questions: required for format msrvtt_qa (the QA JSON list)")

@@ -23,6 +23,10 @@ from mmadapt.tasks.base import Task, batched, load_batch_images, resolve_split, 
 from mmadapt.training.data import Example
 
 
+#: formats read as video QA (MSRVTT-QA JSON lists)
+VIDEO_QA_FORMATS = ("msrvtt_qa", "synthetic_videoqa", "synthetic_video_text")
+
+
 @register("tasks", "vqa")
 class VQATask(Task):
     name = "vqa"
@@ -32,7 +36,7 @@ class VQATask(Task):
         if ds is None:
             raise ConfigError(f"tasks.{self.key}.{split}: no dataset configured")
         files = resolve_split(ds, f"tasks.{self.key}.{split}")
-        if ds.format in ("msrvtt_qa", "synthetic_videoqa"):
+        if ds.format in VIDEO_QA_FORMATS:
             samples = load_video_qa(files.questions, files.image_root, files.image_template)
         else:
             samples = load_vqa(files.questions, files.annotations, image_root=files.image_root,
@@ -41,7 +45,7 @@ class VQATask(Task):
 
     def _scoring_files(self, samples: list[VQASample], files, out_dir: Path) -> tuple[Path, Path | None]:
         """The VQA v2 questions / annotations to score against (video QA: written from ``samples``)."""
-        if files.annotations is not None or self.config.eval.format not in ("msrvtt_qa", "synthetic_videoqa"):
+        if files.annotations is not None or self.config.eval.format not in VIDEO_QA_FORMATS:
             return files.questions, files.annotations
         return write_vqa_files(samples, out_dir / f"{self.key}_vqa_questions.json",
                                out_dir / f"{self.key}_vqa_annotations.json")

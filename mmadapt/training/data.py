@@ -31,6 +31,15 @@ class Example:
 
 
 @dataclass(frozen=True)
+class MatchExample:
+    """One video–text (or image–text) retrieval pair: ``text`` describes the clip at ``image_path``."""
+
+    image_path: str
+    text: str
+    task: str
+
+
+@dataclass(frozen=True)
 class LabelledExample:
     """One classification / regression example: ``source`` is read by the tokenizer when the batch is built
     (a file path, or an in-memory raw sample such as a table row); ``label`` is a class index or a value."""

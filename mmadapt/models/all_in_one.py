@@ -1,0 +1,293 @@
+"""AllInOne: video frames and text through one frozen shared encoder, frames joined by token rolling
+(Wang et al., CVPR 2023, "All in One: Exploring Unified Video-Language Pre-training").
+
+The encoder attends *per frame*: a clip of ``T`` frames and its text become ``T`` sequences in the batch
+dimension, each ``[CLS] [text tokens] [frame t's patch tokens]``. Frames meet only through the parameter-free
+:class:`~mmadapt.adapters.token_rolling.TokenRolling` adapter, which rolls part of each frame's tokens one
+frame forward / back before every block; without it the model cannot tell frame order (the baseline).
+
+Data flow of one batch::
+
+    clips [B, T, 3, S, S] ─frozen patch + position embedding─▶ [B·T, N, D] ─┐
+    texts ─HF tokenizer─▶ ids [B, L] ─trained embedding─▶ [B, L, D] ─repeat T─┴▶ [B·T, L + N, D]
+        ─encoder.run_blocks (+ rolling before each block)─▶ [CLS] [B·T, D] ─mean over T─▶ [B, D] ─head─▶ outputs
+
+Heads (trained, chosen by the recipe's tasks): ``answer`` — a classifier over the video QA answer vocabulary
+(All-in-One's VQA head: Linear → LayerNorm → GELU → Linear); ``match`` — one video–text matching logit
+(retrieval ranks all pairs by it); ``classify`` — video classes (``model.head``, video only, no text).
+Trained: the text embedding tables, the heads (and the per-frame embedding if ``temporal_embedding``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmadapt.backbones.base import resolve_name
+from mmadapt.backbones.vision import VisionEncoder, load_vision_encoder
+from mmadapt.config import ModelConfig
+from mmadapt.errors import ConfigError, DataError
+from mmadapt.models.base import Assembly
+from mmadapt.registry import get, register
+from mmadapt.training.data import Example, LabelledExample, MatchExample
+
+TEXT, VIDEO = 0, 1  # token type ids
+
+
+class ClipFrames:
+    """Reads clips for a frame encoder: ``load(path) -> [T, 3, H, W]`` (float in [0, 1], ``T = n_frames``
+    sampled by :func:`~mmadapt.io.video.load_video`), ``preprocess(clips) -> [B, T, 3, S, S]`` through the
+    encoder's own image processor (resize, crop, normalise), in the encoder's dtype."""
+
+    def __init__(self, encoder: VisionEncoder, n_frames: int, sampling: str = "uniform"):
+        self.encoder, self.n_frames, self.sampling = encoder, n_frames, sampling
+
+    def load(self, source: str | Path | torch.Tensor) -> torch.Tensor:
+        if isinstance(source, torch.Tensor):
+            if source.ndim != 4 or source.shape[1] != 3:
+                raise DataError(f"all_in_one: expected a clip [T, 3, H, W], got shape {list(source.shape)}")
+            return source
+        from mmadapt.io.video import load_video
+
+        return load_video(source, n_frames=self.n_frames, sampling=self.sampling)
+
+    def preprocess(self, clips: Sequence[torch.Tensor]) -> torch.Tensor:
+        if not len(clips):
+            raise DataError("all_in_one: no clips to preprocess")
+        for i, clip in enumerate(clips):
+            if clip.ndim != 4 or clip.shape[0] != self.n_frames or clip.shape[1] != 3:
+                raise DataError(f"all_in_one: clip {i}: expected [{self.n_frames}, 3, H, W], got {list(clip.shape)}")
+        frames = [f for clip in clips for f in clip.float()]
+        pixels = self.encoder.processor(images=frames, do_rescale=False, return_tensors="pt")["pixel_values"]
+        return pixels.view(len(clips), self.n_frames, *pixels.shape[1:]).to(self.encoder.dtype)
+
+    def eval(self) -> "ClipFrames":
+        return self
+
+
+class VQAHead(nn.Module):
+    """[B, D] → [B, n_answers]: Linear(D, 2D) → LayerNorm → GELU → Linear (ViLT / All-in-One's VQA head)."""
+
+    def __init__(self, dim: int, n_outputs: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(dim, 2 * dim), nn.LayerNorm(2 * dim), nn.GELU(), nn.Linear(2 * dim, n_outputs))
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.net(pooled)
+
+
+@register("assemblies", "all_in_one")
+class AllInOne(Assembly):
+    def __init__(self, config: ModelConfig, encoder: VisionEncoder, tokenizer, adapter: nn.Module | None = None):
+        super().__init__()
+        vt = config.video_text
+        self.config = config
+        self.encoder = encoder
+        self.text_tokenizer = tokenizer
+        self.vision = ClipFrames(encoder, vt.n_frames, vt.frame_sampling)
+        D = encoder.hidden_size
+        trained = {
+            "word_embedding": nn.Embedding(len(tokenizer), D),
+            "text_position": nn.Embedding(vt.max_text_len, D),
+            "token_type": nn.Embedding(2, D),
+        }
+        for emb in trained.values():
+            nn.init.normal_(emb.weight, std=0.02)
+        if vt.temporal_embedding:
+            trained["temporal"] = nn.Embedding(vt.n_frames, D)
+            nn.init.zeros_(trained["temporal"].weight)
+        heads = {}
+        if vt.answers:
+            heads["answer"] = VQAHead(D, len(vt.answers))
+        if vt.matching:
+            heads["match"] = VQAHead(D, 1)
+        if config.head.n_outputs:
+            heads["classify"] = VQAHead(D, config.head.n_outputs)
+        if not heads:
+            raise ConfigError("model.video_text: no head (set answers, matching, or model.head.n_outputs — "
+                              "mmadapt.build_model fills them from the tasks)")
+        trained["heads"] = nn.ModuleDict(heads)
+        self.trained = nn.ModuleDict(trained)
+        self.adapter = adapter
+        if adapter is not None:
+            adapter.attach(encoder)
+        self._answer_index = {a: i for i, a in enumerate(vt.answers or [])}
+
+    # ------------------------------------------------------------------------------------ construction
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> "AllInOne":
+        from transformers import AutoTokenizer
+
+        enc = config.encoder
+        encoder = load_vision_encoder(enc.kind, enc.name, dtype=enc.dtype, attn_implementation=enc.attn_implementation,
+                                      revision=enc.revision, pretrained=enc.pretrained, random_init=enc.random_init)
+        name = config.video_text.text_tokenizer
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(resolve_name(name))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"model.video_text.text_tokenizer: cannot load {name!r} ({exc})") from None
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        adapter = None
+        if config.adapter is not None:
+            adapter = get("adapters", config.adapter.name)(config.adapter, encoder)
+        return cls(config, encoder, tokenizer, adapter)
+
+    def _metadata(self) -> dict:
+        return {"peft_type": "ALL_IN_ONE", "adapter_type": self.config.adapter.name if self.config.adapter else None,
+                "base_model_name_or_path": self.config.encoder.name}
+
+    @property
+    def trained_module(self) -> nn.Module:
+        return self.trained
+
+    def train(self, mode: bool = True) -> "AllInOne":
+        super().train(mode)
+        self.encoder.eval()
+        return self
+
+    # ------------------------------------------------------------------------------------------ compute
+    def _text(self, texts: list[str] | None, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Text tokens [B, L, D] (trained embeddings) and their mask [B, L]; L = 0 without text."""
+        D, device = self.encoder.hidden_size, self.device
+        if not texts:
+            return torch.zeros(batch, 0, D, device=device), torch.zeros(batch, 0, dtype=torch.bool, device=device)
+        enc = self.text_tokenizer(list(texts), padding=True, truncation=True,
+                                  max_length=self.config.video_text.max_text_len, return_tensors="pt")
+        ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device).bool()
+        positions = torch.arange(ids.shape[1], device=device)
+        t = self.trained
+        tokens = t["word_embedding"](ids) + t["text_position"](positions)[None] + t["token_type"].weight[TEXT]
+        return tokens, mask
+
+    def _frames(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """``pixel_values`` [B, T, 3, S, S] → frame tokens [B, T, N, D] (the frozen encoder's own patch and
+        position embeddings; no graph kept) + the video type (and temporal) embedding."""
+        B, T = pixel_values.shape[:2]
+        if T != self.config.video_text.n_frames:
+            raise DataError(f"all_in_one: clips have {T} frames, the model reads {self.config.video_text.n_frames}")
+        with torch.no_grad():
+            patches = self.encoder.patch_tokens(pixel_values.flatten(0, 1).to(self.encoder.dtype))
+        tokens = patches.view(B, T, *patches.shape[1:]) + self.trained["token_type"].weight[VIDEO]
+        if "temporal" in self.trained:
+            tokens = tokens + self.trained["temporal"].weight[:T, None]
+        return tokens
+
+    def pooled(self, pixel_values: torch.Tensor, texts: list[str] | None = None) -> torch.Tensor:
+        """Clips [B, T, 3, S, S] (+ one text per clip) → the mean over frames of the encoder's [CLS] [B, D]."""
+        pixel_values = pixel_values.to(self.device)
+        frames = self._frames(pixel_values)
+        B, T, N, D = frames.shape
+        text, text_mask = self._text(texts, B)
+        L = text.shape[1]
+        tokens = torch.cat([text[:, None].expand(B, T, L, D), frames], dim=2).flatten(0, 1)  # [B·T, L + N, D]
+        mask = torch.cat([text_mask[:, None].expand(B, T, L),
+                          torch.ones(B, T, N, dtype=torch.bool, device=self.device)], dim=2).flatten(0, 1)
+        hook = self.adapter.block_hook(T, L, N) if self.adapter is not None else None
+        hidden, _ = self.encoder.run_blocks(tokens, mask, before_block=hook)
+        return hidden[:, 0].view(B, T, D).mean(dim=1)
+
+    def answer_logits(self, pixel_values: torch.Tensor, questions: list[str]) -> torch.Tensor:
+        """[B, n_answers] over ``config.video_text.answers``."""
+        return self._head("answer")(self.pooled(pixel_values, questions))
+
+    def match_logits(self, pixel_values: torch.Tensor, texts: list[str]) -> torch.Tensor:
+        """[B]: how well text ``i`` describes clip ``i``."""
+        return self._head("match")(self.pooled(pixel_values, texts)).squeeze(-1)
+
+    def predict(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Video classification logits [B, n_classes] (video only, no text)."""
+        return self._head("classify")(self.pooled(pixel_values))
+
+    def _head(self, kind: str) -> nn.Module:
+        heads = self.trained["heads"]
+        if kind not in heads:
+            raise ConfigError(f"all_in_one: this model has no {kind!r} head (it has {', '.join(heads)})")
+        return heads[kind]
+
+    # ------------------------------------------------------------------------------- the tasks' contract
+    @torch.no_grad()
+    def generate(self, pixel_values: torch.Tensor, prefix: list[str], **_: object) -> list[str]:
+        """Video QA: the most likely answer of the vocabulary (All-in-One classifies; ``max_new_tokens`` and
+        ``num_beams`` of the VQA task do not apply)."""
+        answers = self.config.video_text.answers
+        return [answers[i] for i in self.answer_logits(pixel_values, prefix).argmax(dim=1).tolist()]
+
+    @torch.no_grad()
+    def rank(self, pixel_values: torch.Tensor, prefix: list[str], candidates: list[str], top_k: int = 16) -> list[str]:
+        """Video QA restricted to ``candidates`` (those outside the trained vocabulary cannot be chosen)."""
+        known = [c for c in candidates if c in self._answer_index]
+        if not known:
+            raise ConfigError("all_in_one: none of the VQA candidates is in the model's answer vocabulary")
+        cols = torch.tensor([self._answer_index[c] for c in known], device=self.device)
+        logits = self.answer_logits(pixel_values, prefix)[:, cols]
+        return [known[i] for i in logits.argmax(dim=1).tolist()]
+
+    def collate(self, sources: Sequence) -> tuple[list[int], dict[str, torch.Tensor] | None, list[tuple[int, str]]]:
+        """Classification: load clips; (indices that loaded, ``predict`` inputs or None, [(index, error)])."""
+        kept, clips, errors = [], [], []
+        for i, source in enumerate(sources):
+            try:
+                clips.append(self.vision.load(source))
+                kept.append(i)
+            except (DataError, OSError, ValueError) as exc:
+                errors.append((i, str(exc)))
+        return kept, ({"pixel_values": self.vision.preprocess(clips)} if clips else None), errors
+
+    def collate_train(self, examples: Sequence) -> tuple[dict | None, list[str]]:
+        """Examples of any of the heads' tasks → ``forward`` inputs; an unreadable clip (or an answer outside
+        the vocabulary) drops its example and is reported."""
+        kinds, texts, labels, clips, errors = [], [], [], [], []
+        for ex in examples:
+            try:
+                kind, text, label = self._training_target(ex)
+                clip = self.vision.load(ex.source if isinstance(ex, LabelledExample) else ex.image_path)
+            except (DataError, OSError, ValueError) as exc:
+                errors.append(str(exc))
+                continue
+            kinds.append(kind), texts.append(text), labels.append(label), clips.append(clip)
+        if not clips:
+            return None, errors
+        return {"pixel_values": self.vision.preprocess(clips), "kinds": kinds, "texts": texts,
+                "labels": torch.tensor(labels)}, errors
+
+    def _training_target(self, ex) -> tuple[str, str, float]:
+        """(head kind, text, label) of one training example."""
+        if isinstance(ex, LabelledExample):
+            return "classify", "", float(ex.label)
+        if isinstance(ex, MatchExample):
+            return "match", ex.text, 1.0
+        if isinstance(ex, Example):
+            if ex.target not in self._answer_index:
+                raise DataError(f"{ex.image_path}: answer {ex.target!r} is not in the model's answer vocabulary")
+            return "answer", ex.prefix, float(self._answer_index[ex.target])
+        raise TypeError(f"all_in_one: cannot train on {type(ex).__name__}")
+
+    def forward(self, pixel_values: torch.Tensor, kinds: list[str], texts: list[str], labels: torch.Tensor) -> torch.Tensor:
+        """The mean over the batch's task kinds of their losses: answer / classify cross-entropy, matching
+        binary cross-entropy on the pairs plus one in-batch negative per clip (the next clip's text; a text
+        identical to the clip's own counts as a match)."""
+        labels = labels.to(self.device)
+        losses = []
+        for kind in ("answer", "classify", "match"):
+            rows = [i for i, k in enumerate(kinds) if k == kind]
+            if not rows:
+                continue
+            pixels = pixel_values[rows]
+            if kind == "classify":
+                losses.append(F.cross_entropy(self.predict(pixels).float(), labels[rows].long()))
+            elif kind == "answer":
+                logits = self.answer_logits(pixels, [texts[i] for i in rows])
+                losses.append(F.cross_entropy(logits.float(), labels[rows].long()))
+            else:
+                pos = [texts[i] for i in rows]
+                neg = pos[1:] + pos[:1]
+                pair_texts = pos + neg
+                target = torch.tensor([1.0] * len(pos) + [float(n == p) for p, n in zip(pos, neg)], device=self.device)
+                logits = self.match_logits(torch.cat([pixels, pixels]), pair_texts)
+                losses.append(F.binary_cross_entropy_with_logits(logits.float(), target))
+        return torch.stack(losses).mean()
