@@ -117,6 +117,7 @@ class VideoTextConfig:
     matching: bool = False
     temporal_embedding: bool = False
     frame_sampling: Literal["uniform", "random"] = "uniform"
+    shuffle_frames: bool = False  # an ablation: each clip's frames in a fixed random order (seeded by its path)
 
     def validate(self) -> None:
         if self.n_frames < 1:

@@ -215,3 +215,22 @@ def test_evaluation_writes_scores_and_reports_a_bad_clip(models, video_text_root
     assert json.loads((out / "retrieval_errors.json").read_text())[0]["video"].endswith(bad.name)
     assert (out / "vqa_results.json").is_file() and (out / "vqa_errors.json").is_file()
     assert 0 <= scores["vqa"]["overall"] <= 100
+
+
+def test_video_only_classification_by_cycle(video_text_root, tmp_path):
+    data = lambda split, n: {"format": "synthetic_video_text", "root": str(tmp_path / "data"), "split": split,  # noqa: E731
+                             "n_samples": n, "seed": 0}
+    cfg = Config.from_dict({
+        "model": {"assembly": "all_in_one", "encoder": {"name": "zoo:tiny-vit", "kind": "hf_vit"},
+                  "adapter": {"name": "token_rolling"}, "video_text": {"n_frames": 6}},
+        "tasks": {"classification": {"train": data("train", 60), "eval": data("val", 6)}},  # every cycle
+        "train": {"max_steps": 2, "batch_size": 4, "lr": 1e-2, "warmup_steps": 0},
+        "output_dir": str(tmp_path / "run")})
+    result = mmadapt.train(cfg, evaluate_after=True, quiet=True)
+    model = result.model
+    assert set(model.trained) == {"token_type", "heads"}  # no text side without a text task
+    assert len(model.config.head.classes) == 20 and model.config.head.classes[0] == "blue-green-red"
+    scores = result.scores["classification"]
+    assert scores["n_scored"] == 6 and 0 <= scores["accuracy"] <= 100
+    with pytest.raises(ConfigError, match="no text side"):
+        model.pooled(_clips(model, video_text_root, n=1), ["what?"])

@@ -4,6 +4,7 @@ behind a shape, with one caption (MSR-VTT retrieval layout) and two questions (M
     root/
       {split}_captions.csv     video_id,video,sentence      "3,val/000003.mp4,a disc on a screen cycling blue , red , green ."
       {split}_qa.json          [{id, video_id, video, question, answer}]
+      {split}.jsonl            {"path": ..., "label": "blue-red-green", "shape": ...}: video classification by cycle
       {split}/000000.mp4 ...   H.264, size × size, n_frames frames
 
 Each clip shows one grey shape (square, disc or diamond; random size and place) on a background that steps
@@ -33,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmadapt.data._manifest import check_split_n_seed
+from mmadapt.data._manifest import check_split_n_seed, write_manifest
 from mmadapt.data.synthetic_video import SHAPES
 from mmadapt.errors import ConfigError
 from mmadapt.io.video import write_video
@@ -74,7 +75,8 @@ def _render(rng: np.random.Generator, shape: str, cycle: tuple[str, str, str], s
 
 def write_video_text_dataset(root: str | os.PathLike[str], split: str, n: int, seed: int, size: int = 32,
                              n_frames: int = 6, fps: float = 4.0) -> Path:
-    """Write ``n`` clips of ``split`` with captions and questions under ``root``; returns the captions CSV."""
+    """Write ``n`` clips of ``split`` with captions, questions and a classification manifest under ``root``;
+    returns the captions CSV."""
     check_split_n_seed(split, n, seed)
     if n_frames < 3 or n_frames % 3:
         raise ConfigError(f"n_frames: expected a multiple of 3 (one third per colour), got {n_frames}")
@@ -85,19 +87,21 @@ def write_video_text_dataset(root: str | os.PathLike[str], split: str, n: int, s
     split_key = zlib.crc32(split.encode("utf-8"))
     combos = [(s, c) for c in CYCLES for s in SHAPES]
     order = np.random.default_rng([seed, split_key]).permutation(len(combos))
-    rows, questions = [], []
+    rows, questions, records = [], [], []
     for index in range(n):
         shape, cycle = combos[int(order[index % len(combos)])]
         rng = np.random.default_rng([seed, split_key, index, 2])
         relative = f"{split}/{index:06d}.mp4"
         write_video(root / relative, _render(rng, shape, cycle, size, n_frames), fps)
         rows.append({"video_id": index, "video": relative, "sentence": caption(shape, cycle)})
+        records.append({"path": relative, "label": "-".join(cycle), "shape": shape})
         asked = int(rng.integers(3))
         common = {"video_id": index, "video": relative}
         questions.append({"id": 2 * index, **common, "question": AFTER_QUESTION.format(colour=cycle[asked]),
                           "answer": cycle[(asked + 1) % 3]})
         questions.append({"id": 2 * index + 1, **common, "question": SHAPE_QUESTION, "answer": shape})
     _atomic_write(root / f"{split}_qa.json", json.dumps(questions, indent=0))
+    write_manifest(root / f"{split}.jsonl", records)
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=["video_id", "video", "sentence"], lineterminator="\n")
     writer.writeheader()

@@ -15,11 +15,13 @@ Data flow of one batch::
 Heads (trained, chosen by the recipe's tasks): ``answer`` — a classifier over the video QA answer vocabulary
 (All-in-One's VQA head: Linear → LayerNorm → GELU → Linear); ``match`` — one video–text matching logit
 (retrieval ranks all pairs by it); ``classify`` — video classes (``model.head``, video only, no text).
-Trained: the text embedding tables, the heads (and the per-frame embedding if ``temporal_embedding``).
+Trained: the text embedding tables (only with a text task), a text / video type embedding, the heads (and
+the per-frame embedding if ``temporal_embedding``). The encoder and the rolling adapter have no trained weights.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -43,8 +45,8 @@ class ClipFrames:
     sampled by :func:`~mmadapt.io.video.load_video`), ``preprocess(clips) -> [B, T, 3, S, S]`` through the
     encoder's own image processor (resize, crop, normalise), in the encoder's dtype."""
 
-    def __init__(self, encoder: VisionEncoder, n_frames: int, sampling: str = "uniform"):
-        self.encoder, self.n_frames, self.sampling = encoder, n_frames, sampling
+    def __init__(self, encoder: VisionEncoder, n_frames: int, sampling: str = "uniform", shuffle: bool = False):
+        self.encoder, self.n_frames, self.sampling, self.shuffle = encoder, n_frames, sampling, shuffle
 
     def load(self, source: str | Path | torch.Tensor) -> torch.Tensor:
         if isinstance(source, torch.Tensor):
@@ -53,7 +55,11 @@ class ClipFrames:
             return source
         from mmadapt.io.video import load_video
 
-        return load_video(source, n_frames=self.n_frames, sampling=self.sampling)
+        clip = load_video(source, n_frames=self.n_frames, sampling=self.sampling)
+        if self.shuffle:  # the same order for a file every time it is read
+            seed = zlib.crc32(str(source).encode("utf-8"))
+            clip = clip[torch.randperm(clip.shape[0], generator=torch.Generator().manual_seed(seed))]
+        return clip
 
     def preprocess(self, clips: Sequence[torch.Tensor]) -> torch.Tensor:
         if not len(clips):
@@ -88,13 +94,12 @@ class AllInOne(Assembly):
         self.config = config
         self.encoder = encoder
         self.text_tokenizer = tokenizer
-        self.vision = ClipFrames(encoder, vt.n_frames, vt.frame_sampling)
+        self.vision = ClipFrames(encoder, vt.n_frames, vt.frame_sampling, vt.shuffle_frames)
         D = encoder.hidden_size
-        trained = {
-            "word_embedding": nn.Embedding(len(tokenizer), D),
-            "text_position": nn.Embedding(vt.max_text_len, D),
-            "token_type": nn.Embedding(2, D),
-        }
+        trained = {"token_type": nn.Embedding(2, D)}
+        if vt.answers or vt.matching:  # text tasks: the text side's tables (video-only classification has none)
+            trained["word_embedding"] = nn.Embedding(len(tokenizer), D)
+            trained["text_position"] = nn.Embedding(vt.max_text_len, D)
         for emb in trained.values():
             nn.init.normal_(emb.weight, std=0.02)
         if vt.temporal_embedding:
@@ -154,7 +159,9 @@ class AllInOne(Assembly):
     def _text(self, texts: list[str] | None, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Text tokens [B, L, D] (trained embeddings) and their mask [B, L]; L = 0 without text."""
         D, device = self.encoder.hidden_size, self.device
-        if not texts:
+        if not texts or "word_embedding" not in self.trained:
+            if texts and any(texts):
+                raise ConfigError("all_in_one: this model has no text side (no video QA or retrieval head)")
             return torch.zeros(batch, 0, D, device=device), torch.zeros(batch, 0, dtype=torch.bool, device=device)
         enc = self.text_tokenizer(list(texts), padding=True, truncation=True,
                                   max_length=self.config.video_text.max_text_len, return_tensors="pt")

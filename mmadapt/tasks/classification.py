@@ -5,6 +5,7 @@ Data (``tasks.<key>.train`` / ``eval``, see :class:`~mmadapt.config.DatasetConfi
 - ``manifest``: a JSON-lines file, one ``{"path": ..., "<label_key>": ...}`` per sample;
 - ``table``: a CSV / Parquet file, one sample per row, read with the tabular tokenizer's schema;
 - ``synthetic_<modality>``: the generated set of that modality (written under ``root`` if missing);
+  ``synthetic_video_text``: the colour-cycle clips labelled by their cycle (frame order decides the class);
 - ``sklearn_table``: a table that ships inside scikit-learn (wine, breast_cancer, iris), stratified split;
 - ``modelnet40`` / ``scanobjectnn``: the official ModelNet40 (or 10) folder / a ScanObjectNN ``.h5`` file
   (:mod:`mmadapt.data.point_datasets`).
@@ -213,6 +214,14 @@ def _dataset_file(ds: DatasetConfig, where: str) -> Path:
 
         module, fn = GENERATORS[ds.format]
         return ensure_generated(ds.root, ds.split, ds.n_samples, ds.seed, getattr(importlib.import_module(module), fn))
+    if ds.format == "synthetic_video_text":  # the clips' manifest, labelled by colour cycle (an order task)
+        if not ds.root or not ds.split or not ds.n_samples:
+            raise ConfigError(f"{where}: {ds.format} needs root, split and n_samples")
+        from mmadapt.data.generated import ensure_generated
+        from mmadapt.data.synthetic_video_text import write_video_text_dataset
+
+        captions = ensure_generated(ds.root, ds.split, ds.n_samples, ds.seed, write_video_text_dataset)
+        return captions.with_name(f"{ds.split}.jsonl")
     if ds.format == "sklearn_table":
         if not ds.root or not ds.name or ds.split not in ("train", "val"):
             raise ConfigError(f"{where}: sklearn_table needs root, name (wine, breast_cancer, iris) and split "
