@@ -234,3 +234,30 @@ def test_video_only_classification_by_cycle(video_text_root, tmp_path):
     assert scores["n_scored"] == 6 and 0 <= scores["accuracy"] <= 100
     with pytest.raises(ConfigError, match="no text side"):
         model.pooled(_clips(model, video_text_root, n=1), ["what?"])
+
+
+def test_patch_tokens_are_the_encoders_own_embedding(tmp_path):
+    """run_blocks over patch_tokens(image) is exactly the encoder's own forward (ViT: all tokens after its
+    final LayerNorm; CLIP-vision: the [CLS] after post_layernorm)."""
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+
+    from mmadapt.backbones.vision import HFCLIPVision
+    from tests.tiny import tiny_vit
+
+    torch.manual_seed(0)
+    vit = tiny_vit()
+    pixels = torch.randn(2, 3, vit.model.config.image_size, vit.model.config.image_size)
+    tokens = vit.patch_tokens(pixels)
+    hidden, _ = vit.run_blocks(tokens, torch.ones(tokens.shape[:2], dtype=torch.bool))
+    torch.testing.assert_close(hidden, vit.model(pixel_values=pixels).last_hidden_state, rtol=1e-5, atol=1e-5)
+
+    config = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                              image_size=32, patch_size=8)
+    CLIPVisionModel(config).save_pretrained(tmp_path / "clip")
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(tmp_path / "clip")
+    clip = HFCLIPVision.from_pretrained(str(tmp_path / "clip"))
+    pixels = torch.randn(2, 3, 32, 32)
+    tokens = clip.patch_tokens(pixels)
+    assert tokens.shape == (2, 16, 32)
+    hidden, _ = clip.run_blocks(tokens, torch.ones(2, 16, dtype=torch.bool))
+    torch.testing.assert_close(hidden[:, 0], clip.model(pixel_values=pixels).pooler_output, rtol=1e-5, atol=1e-5)
