@@ -13,6 +13,8 @@ import yaml
 import mmadapt
 from mmadapt.adapters.any2point import Any2PointConfig
 from mmadapt.adapters.epalm import EPALMConfig
+from mmadapt.adapters.solo import SOLOConfig
+from mmadapt.adapters.token_rolling import TokenRollingConfig
 from mmadapt.cli import main
 from mmadapt.config import Config, apply_overrides
 from mmadapt.errors import ConfigError
@@ -34,11 +36,14 @@ BASE = {"model": {"adapter": {"name": "epalm"}}, "tasks": {"vqa": {}}}
 def test_shipped_recipes_validate(recipe):
     cfg = Config.from_yaml(recipe)
     if cfg.model.assembly == "perceptual_lm":
-        assert isinstance(cfg.model.adapter, EPALMConfig)
+        assert isinstance(cfg.model.adapter, (EPALMConfig, SOLOConfig))
     elif cfg.model.assembly == "dense_multitask":  # Polyhistor: a dense adapter and the tasks with their kinds
         assert cfg.model.adapter.name in {"polyhistor", "polyhistor_lite", "bottleneck", "lora"}
         assert cfg.model.encoder.kind == "hf_swin"
         assert {t.kind for t in cfg.model.dense.tasks.values()} == {"segmentation", "saliency", "normals"}
+    elif cfg.model.assembly == "all_in_one":  # frames + text per frame; token rolling or nothing
+        assert cfg.model.adapter is None or isinstance(cfg.model.adapter, TokenRollingConfig)
+        assert cfg.model.encoder.kind in ("hf_vit", "hf_clip_vision") and cfg.model.video_text is not None
     else:  # adapted_encoder: a registered tokenizer's typed config (YAML files under tokenizers/ inlined)
         assert cfg.model.tokenizer.name in {"image", "video", "audio", "point_cloud", "tabular", "graph"}
         assert cfg.model.encoder is not None

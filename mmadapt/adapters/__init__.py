@@ -7,8 +7,9 @@ from mmadapt.adapters.dense import DenseAdapter
 from mmadapt.adapters.epalm import EPALM, EPALMConfig
 from mmadapt.adapters.lora import LoRA, LoRAConfig
 from mmadapt.adapters.polyhistor import Polyhistor, PolyhistorConfig, PolyhistorLite, PolyhistorLiteConfig
+from mmadapt.adapters.solo import SOLO, SOLOConfig
 from mmadapt.adapters.token_rolling import TokenRolling, TokenRollingConfig
 
 __all__ = ["Adapter", "Any2Point", "Any2PointConfig", "BottleneckAdapters", "BottleneckConfig", "DenseAdapter",
            "EPALM", "EPALMConfig", "LoRA", "LoRAConfig", "Polyhistor", "PolyhistorConfig", "PolyhistorLite",
-           "PolyhistorLiteConfig", "TokenRolling", "TokenRollingConfig"]
+           "PolyhistorLiteConfig", "SOLO", "SOLOConfig", "TokenRolling", "TokenRollingConfig"]

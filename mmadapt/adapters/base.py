@@ -1,9 +1,14 @@
-"""The contract every adapter keeps: a typed config, its own parameters, named LR groups."""
+"""The contract every adapter keeps: a typed config, its own parameters, named LR groups; and the contract of
+the adapters that feed a frozen LM (:class:`PerceptualAdapter`, used by ``PerceptualLM``)."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
+import torch
 from torch import nn
 
 
@@ -19,3 +24,58 @@ class Adapter(nn.Module):
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         """Trainable parameters by group name; the trainer maps names to learning rates."""
         return {"default": [p for p in self.parameters() if p.requires_grad]}
+
+
+@dataclass
+class InputPrefix:
+    """The columns a perceptual adapter puts before the text in the LM's input sequence.
+
+    - ``embeds`` [B, K, D]: their input embeddings (padding columns: zeros);
+    - ``valid`` [B, K]: 1 for a real column, 0 for padding (left padding, so that a sample's last column is
+      its last real token); padding is masked out as an attention key;
+    - ``positioned``: True — the real columns take positions 0, 1, ... and the text continues after them
+      (SOLO's image tokens); False — they carry no position and the text starts at position 0 (eP-ALM's
+      perceptual slot and soft prompt, whose position embedding the adapter removes).
+    """
+
+    embeds: torch.Tensor
+    valid: torch.Tensor
+    positioned: bool
+
+
+class PerceptualAdapter(Adapter):
+    """An adapter that lets a frozen causal LM read perception (``PerceptualLM``). Per LM call:
+
+    1. :meth:`perceive` turns the batch's ``pixel_values`` (whatever the image side's ``preprocess``
+       returned) into the adapter's perception (eP-ALM: perceptual tokens from the frozen encoder's [CLS]
+       states; SOLO: the raw patches);
+    2. :meth:`input_prefix` gives the columns before the text (:class:`InputPrefix`);
+    3. :meth:`active` arms whatever hooks the adapter installed in :meth:`attach` for that call.
+
+    ``uses_vision_encoder`` False means the adapter reads pixels itself: ``PerceptualLM`` then loads no vision
+    encoder and builds it as ``cls(config, lm)``, using its ``processor`` (``load`` / ``preprocess`` /
+    ``eval``) where an encoder would be; otherwise ``cls(config, encoder_dim, encoder_layers, lm)``.
+    """
+
+    uses_vision_encoder: ClassVar[bool] = True
+
+    def perceive(self, vision, pixel_values) -> Any:
+        raise NotImplementedError
+
+    def input_prefix(self, perception: Any, batch_size: int, dtype: torch.dtype, device: torch.device) -> InputPrefix:
+        raise NotImplementedError
+
+    def attach(self, lm) -> None:
+        """Install hooks on the frozen LM (called once by the assembly); none by default."""
+
+    def detach(self) -> None:
+        """Remove what :meth:`attach` installed."""
+
+    @contextlib.contextmanager
+    def active(self, perception: Any, prefill: bool) -> Iterator[None]:
+        """Arm the hooks for one LM call (prefill, or one KV-cache decoding step); nothing by default."""
+        yield
+
+    def embed_tokens(self, lm, ids: torch.Tensor) -> torch.Tensor:
+        """Input embeddings of text ids [B, T] → [B, T, D] (adapters that add tokens map theirs here)."""
+        return lm.input_embeddings(ids)

@@ -3,7 +3,8 @@ every task.
 
 peft inserts the LoRA layers into the backbone's own modules (``inject_adapter_in_model``); this adapter
 keeps references to their ``lora_A`` / ``lora_B`` weights so that they are what the assembly trains and
-saves (the frozen base weights never enter the adapter's state dict).
+saves (the frozen base weights never enter the adapter's state dict). :func:`inject_lora` does that for any
+frozen model; SOLO uses it on the frozen LM.
 """
 
 from __future__ import annotations
@@ -22,13 +23,39 @@ _PEFT_NAME = "default"
 _QUERY_VALUE = (["q_proj", "v_proj"], ["query", "value"])
 
 
-def _default_targets(model: nn.Module) -> list[str]:
+def _default_targets(model: nn.Module, key: str) -> list[str]:
     leaves = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     for pair in _QUERY_VALUE:
         if set(pair) <= leaves:
             return pair
-    raise ConfigError("model.adapter.target_modules: the encoder has no q_proj / v_proj or query / value "
-                      "layers; name the linear layers to adapt")
+    raise ConfigError(f"{key}.target_modules: the model has no q_proj / v_proj or query / value layers; name "
+                      "the linear layers to adapt")
+
+
+def inject_lora(config: "LoRAConfig", model: nn.Module, key: str = "model.adapter") -> nn.ModuleDict:
+    """Insert peft LoRA layers into ``model`` (in place) and return their weights as
+    ``{"<module path with __>": {"A": lora_A, "B": lora_B}}``, the modules an adapter owns and saves.
+
+    ``config.target_modules`` None means the attention's query / value projections. ``key`` is the recipe
+    key of ``config``, for errors (e.g. ``model.adapter.lora``).
+    """
+    from peft import LoraConfig, inject_adapter_in_model
+    from peft.tuners.lora import LoraLayer
+
+    targets = config.target_modules or _default_targets(model, key)
+    peft_config = LoraConfig(r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout, target_modules=targets)
+    try:
+        inject_adapter_in_model(peft_config, model, adapter_name=_PEFT_NAME)
+    except ValueError as exc:
+        raise ConfigError(f"{key}.target_modules: {exc}") from None
+    layers = nn.ModuleDict()
+    for path, module in model.named_modules():
+        if isinstance(module, LoraLayer):
+            layers[path.replace(".", "__")] = nn.ModuleDict({"A": module.lora_A[_PEFT_NAME],
+                                                             "B": module.lora_B[_PEFT_NAME]})
+    if not len(layers):
+        raise ConfigError(f"{key}.target_modules: no layer of the model matches {targets}")
+    return layers
 
 
 @dataclass
@@ -59,22 +86,7 @@ class LoRA(DenseAdapter):
         self.layers = nn.ModuleDict()  # filled by attach: "<module path>" → {A, B}
 
     def attach(self, backbone) -> None:
-        from peft import LoraConfig, inject_adapter_in_model
-        from peft.tuners.lora import LoraLayer
-
-        targets = self.config.target_modules or _default_targets(backbone.model)
-        peft_config = LoraConfig(r=self.config.r, lora_alpha=self.config.alpha, lora_dropout=self.config.dropout,
-                                 target_modules=targets)
-        try:
-            inject_adapter_in_model(peft_config, backbone.model, adapter_name=_PEFT_NAME)
-        except ValueError as exc:
-            raise ConfigError(f"model.adapter.target_modules: {exc}") from None
-        for path, module in backbone.model.named_modules():
-            if isinstance(module, LoraLayer):
-                self.layers[path.replace(".", "__")] = nn.ModuleDict(
-                    {"A": module.lora_A[_PEFT_NAME], "B": module.lora_B[_PEFT_NAME]})
-        if not len(self.layers):
-            raise ConfigError(f"model.adapter.target_modules: no layer of the encoder matches {targets}")
+        self.layers.update(inject_lora(self.config, backbone.model))
 
     def add_task(self, name: str) -> None:
         """LoRA is shared: a new task only needs its decoder."""

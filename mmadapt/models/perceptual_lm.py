@@ -3,15 +3,22 @@
 ``forward(batch) -> loss`` trains; ``generate(batch) -> list[str]`` answers or captions with the KV cache
 (greedy or beam search); ``rank(batch, candidates) -> list[str]`` picks VQA answers from a list.
 
-A batch (see :func:`mmadapt.training.data.collate`) holds ``pixel_values`` [B, 3, H, W], ``prefix``
-(list of prompt texts, e.g. ``"question: what color is the circle? answer:"``) and, for training,
-``target`` (the answer or caption). The loss covers the prefix tokens with weight ``prefix_loss_weight``
+A batch (see :func:`mmadapt.training.data.collate_examples`) holds ``pixel_values`` (what the image side's
+``preprocess`` returns: [B, 3, H, W] for a vision encoder, a :class:`~mmadapt.adapters.solo.PatchBatch` for
+SOLO), ``prefix`` (list of prompt texts, e.g. ``"question: what color is the circle? answer:"``) and, for
+training, ``target`` (the answer or caption). The loss covers the prefix tokens with weight ``prefix_loss_weight``
 (eP-ALM: 0.1) and the target tokens (+ EOS) with weight 1, averaged per sample then over the batch (so
 the loss does not depend on how a global batch is split across ranks).
 
-The text sequence is laid out by the adapter's prefix (eP-ALM: perceptual slot + soft prompt) followed by
-the text, left-padded; the attention mask is built here as a 4D additive mask so the adapter's hooks can
-edit it per layer.
+The LM input is the adapter's prefix (:class:`~mmadapt.adapters.base.InputPrefix`; eP-ALM: perceptual
+slot + soft prompt, without positions; SOLO: ``<vision>`` patches and row separators ``</vision>``, each
+sample's span left-padded to the longest, with positions) followed by the text, left-padded; positions count
+real tokens only. The attention mask is built here as a 4D additive mask (causal, padding hidden as a key)
+so the adapter's hooks can edit it per layer.
+
+Adapters follow :class:`~mmadapt.adapters.base.PerceptualAdapter`. Those that read pixels themselves
+(SOLO) get no vision encoder: ``self.vision`` is then their image processor, which keeps the tasks'
+``model.vision.load`` / ``model.vision.preprocess`` calls working.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmadapt.adapters.base import PerceptualAdapter
 from mmadapt.backbones.lm import CausalLM
 from mmadapt.backbones.vision import VisionEncoder, load_vision_encoder
 from mmadapt.config import BackboneConfig, ModelConfig
@@ -42,7 +50,10 @@ class TextBatch:
 
 @register("assemblies", "perceptual_lm")
 class PerceptualLM(Assembly):
-    def __init__(self, config: ModelConfig, lm: CausalLM, vision: VisionEncoder, adapter: nn.Module):
+    """A frozen causal LM ``lm`` reading perception through ``adapter``; ``vision`` is the frozen encoder, or,
+    for an adapter that reads pixels itself (``uses_vision_encoder`` False), that adapter's image processor."""
+
+    def __init__(self, config: ModelConfig, lm: CausalLM, vision: VisionEncoder, adapter: PerceptualAdapter):
         super().__init__()
         self.config = config
         self.lm = lm
@@ -53,17 +64,24 @@ class PerceptualLM(Assembly):
     # ------------------------------------------------------------------------------------ construction
     @classmethod
     def from_config(cls, config: ModelConfig) -> "PerceptualLM":
-        """Load the frozen backbones named in ``config`` and build a fresh adapter."""
-        lm = _load_lm(config.lm)
-        vision = _load_vision(config.vision)
+        """Load the frozen backbones named in ``config`` and build a fresh adapter (``model.vision`` is not
+        loaded for an adapter that reads pixels itself)."""
         adapter_cls = get("adapters", config.adapter.name)
+        if not issubclass(adapter_cls, PerceptualAdapter):
+            raise ConfigError(f"model.adapter.name: {config.adapter.name!r} is not an adapter of perceptual_lm "
+                              "(e.g. epalm, solo)")
+        lm = _load_lm(config.lm)
+        if not adapter_cls.uses_vision_encoder:
+            adapter = adapter_cls(config.adapter, lm)
+            return cls(config, lm, adapter.processor, adapter)
+        vision = _load_vision(config.vision)
         adapter = adapter_cls(config.adapter, vision.hidden_size, vision.num_layers, lm)
         return cls(config, lm, vision, adapter)
 
     def _metadata(self) -> dict:
         return {"peft_type": self.config.adapter.name.upper(), "adapter_type": self.config.adapter.name,
                 "base_model_name_or_path": self.config.lm.name,
-                "vision_model_name_or_path": self.config.vision.name}
+                "vision_model_name_or_path": self.config.vision.name if self.adapter.uses_vision_encoder else None}
 
     # ------------------------------------------------------------------------------- trainer contract
     @property
@@ -120,24 +138,31 @@ class PerceptualLM(Assembly):
         return TextBatch(ids_t, mask_t, w_t)
 
     # ----------------------------------------------------------------------------------------- helpers
-    def _perception(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Frozen encoder (no graph kept: nothing below the connector trains) → perceptual tokens."""
-        with torch.no_grad():
-            layer_cls = self.vision.layer_cls(pixel_values.to(self.vision.dtype))
-        return self.adapter.perceptual_tokens(layer_cls.to(self.adapter.connectors[0].weight.dtype))
+    def _perception(self, pixel_values):
+        """The batch's ``pixel_values`` → the adapter's perception (eP-ALM: perceptual tokens [B, n, D] from
+        the frozen encoder; SOLO: the patches)."""
+        return self.adapter.perceive(self.vision, pixel_values)
 
-    def _prefill_inputs(self, text: TextBatch):
-        """Embeddings, 4D mask and positions of ``[adapter prefix][text]``."""
+    def _embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
+        """Text ids [B, T] → input embeddings [B, T, D] in the LM's dtype (the adapter maps tokens it added)."""
+        return self.adapter.embed_tokens(self.lm, ids).to(self.lm.dtype)
+
+    def _prefill_inputs(self, text: TextBatch, perception=None):
+        """Embeddings [B, L, D], 4D mask [B, 1, L, L], positions [B, L] and validity [B, L] of
+        ``[adapter prefix][text]``, L = K + T."""
         device = self.device
         ids, mask = text.ids.to(device), text.mask.to(device)
         B, T = ids.shape
         dtype = self.lm.dtype
-        prefix = self.adapter.prefix_embeddings(B, dtype, device)
-        K = prefix.shape[1]
-        embeds = torch.cat([prefix, self.lm.input_embeddings(ids).to(dtype)], dim=1)
-        valid = torch.cat([torch.ones(B, K, dtype=torch.long, device=device), mask], dim=1)
-        text_pos = (mask.cumsum(dim=1) - 1).clamp(min=0)
-        positions = torch.cat([torch.zeros(B, K, dtype=torch.long, device=device), text_pos], dim=1)
+        prefix = self.adapter.input_prefix(perception, B, dtype, device)
+        K = prefix.embeds.shape[1]
+        embeds = torch.cat([prefix.embeds.to(dtype), self._embed_tokens(ids)], dim=1)
+        valid = torch.cat([prefix.valid.to(device=device, dtype=torch.long), mask], dim=1)
+        if prefix.positioned:  # prefix and text share one count of real tokens
+            positions = (valid.cumsum(dim=1) - 1).clamp(min=0)
+        else:  # the prefix has no position; the text starts at 0
+            text_pos = (mask.cumsum(dim=1) - 1).clamp(min=0)
+            positions = torch.cat([torch.zeros(B, K, dtype=torch.long, device=device), text_pos], dim=1)
         L = K + T
         causal = torch.ones(L, L, dtype=torch.bool, device=device).tril()
         allowed = causal.unsqueeze(0) & valid.bool().unsqueeze(1)  # [B, L(q), L(k)]
@@ -150,12 +175,12 @@ class PerceptualLM(Assembly):
             return self.lm.hidden_states(embeds, mask4d, positions, past_key_values=cache, use_cache=cache is not None)
 
     # ------------------------------------------------------------------------------------------ training
-    def forward(self, pixel_values: torch.Tensor, prefix: list[str], target: list[str],
+    def forward(self, pixel_values, prefix: list[str], target: list[str],
                 prefix_loss_weight: float | list[float] = 0.1) -> torch.Tensor:
         """Mean per-sample weighted LM loss (``prefix_loss_weight`` per batch or per sample)."""
         tokens = self._perception(pixel_values.to(self.device))
         text = self.tokenize(prefix, target, prefix_loss_weight)
-        embeds, mask4d, positions, _ = self._prefill_inputs(text)
+        embeds, mask4d, positions, _ = self._prefill_inputs(text, tokens)
         hidden = self._run(embeds, mask4d, positions, tokens, prefill=True).last_hidden_state
         K = embeds.shape[1] - text.ids.shape[1]
         weights = text.weights.to(self.device)[:, 1:]  # weight of predicting token t+1 from position t
@@ -170,15 +195,15 @@ class PerceptualLM(Assembly):
 
     # ---------------------------------------------------------------------------------------- generation
     @torch.no_grad()
-    def generate(self, pixel_values: torch.Tensor, prefix: list[str], max_new_tokens: int = 20,
+    def generate(self, pixel_values, prefix: list[str], max_new_tokens: int = 20,
                  num_beams: int = 1, length_penalty: float = 1.0) -> list[str]:
-        """Batched decoding with the KV cache; the perceptual tokens enter at prefill only."""
+        """Batched decoding with the KV cache; the perception enters at prefill only."""
         from transformers import DynamicCache
 
         tok = self.lm.tokenizer
         tokens = self._perception(pixel_values.to(self.device))
         text = self.tokenize(prefix)
-        embeds, mask4d, positions, valid = self._prefill_inputs(text)
+        embeds, mask4d, positions, valid = self._prefill_inputs(text, tokens)
         cache = DynamicCache(config=self.lm.model.config)
         hidden = self._run(embeds, mask4d, positions, tokens, prefill=True, cache=cache).last_hidden_state
         logprobs = F.log_softmax(self.lm.logits(hidden[:, -1]).float(), dim=-1)
@@ -203,7 +228,7 @@ class PerceptualLM(Assembly):
         """One decoding step for ``token_ids`` [B] → next log-probs, extended validity, next positions."""
         valid = torch.cat([valid, torch.ones_like(valid[:, :1])], dim=1)
         mask4d = _additive(valid.bool()[:, None, :], self.lm.dtype)  # [B, 1, K]
-        embeds = self.lm.input_embeddings(token_ids[:, None]).to(self.lm.dtype)
+        embeds = self._embed_tokens(token_ids[:, None])
         hidden = self._run(embeds, mask4d, positions[:, None], None, prefill=False, cache=cache).last_hidden_state
         return F.log_softmax(self.lm.logits(hidden[:, -1]).float(), dim=-1), valid, positions + 1
 
@@ -277,7 +302,7 @@ class PerceptualLM(Assembly):
 
     # ------------------------------------------------------------------------------------------ ranking
     @torch.no_grad()
-    def rank(self, pixel_values: torch.Tensor, prefix: list[str], candidates: list[str], top_k: int = 16) -> list[str]:
+    def rank(self, pixel_values, prefix: list[str], candidates: list[str], top_k: int = 16) -> list[str]:
         """VQA ranking mode: keep the ``top_k`` candidates by first-token probability, then pick the one
         with the highest full-answer log-likelihood (answer tokens + EOS)."""
         from transformers import DynamicCache
@@ -287,7 +312,7 @@ class PerceptualLM(Assembly):
         first = torch.tensor([c[0] for c in cand_ids], device=self.device)
         tokens = self._perception(pixel_values.to(self.device))
         text = self.tokenize(prefix)
-        embeds, mask4d, positions, valid = self._prefill_inputs(text)
+        embeds, mask4d, positions, valid = self._prefill_inputs(text, tokens)
         cache = DynamicCache(config=self.lm.model.config)
         hidden = self._run(embeds, mask4d, positions, tokens, prefill=True, cache=cache).last_hidden_state
         first_lp = F.log_softmax(self.lm.logits(hidden[:, -1]).float(), dim=-1)[:, first]  # [B, C]
@@ -310,7 +335,7 @@ class PerceptualLM(Assembly):
         allowed = torch.cat([full_valid[:, None, :P].expand(-1, width, -1),
                              causal[None] & full_valid[:, None, P:]], dim=2)
         pos = start_pos[:, None] + torch.arange(width, device=self.device)[None]
-        embeds_c = self.lm.input_embeddings(cont).to(self.lm.dtype)
+        embeds_c = self._embed_tokens(cont)
         hidden_c = self._run(embeds_c, _additive(allowed, self.lm.dtype), pos, None, prefill=False, cache=cache).last_hidden_state
         lp = F.log_softmax(self.lm.logits(hidden_c[:, :-1]).float(), dim=-1)
         tok_lp = lp.gather(-1, cont[:, 1:, None]).squeeze(-1) * cont_mask[:, 1:]

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mmadapt.adapters.base import Adapter
+from mmadapt.adapters.base import InputPrefix, PerceptualAdapter
 from mmadapt.adapters.epalm.config import EPALMConfig
 from mmadapt.backbones.lm import CausalLM
 from mmadapt.registry import register
@@ -67,7 +67,7 @@ class _Active:
 
 
 @register("adapters", "epalm")
-class EPALM(Adapter):
+class EPALM(PerceptualAdapter):
     """The trained part of eP-ALM: connector(s) ``D_enc → D_lm`` and the soft prompt."""
 
     config_class = EPALMConfig
@@ -94,6 +94,13 @@ class EPALM(Adapter):
         """Columns this adapter puts before the text: the perceptual slot and the prompt."""
         return 1 + (self.config.prompt_len if self.prompt is not None else 0)
 
+    def perceive(self, vision, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Frozen encoder (no graph kept: nothing below the connector trains) → perceptual tokens
+        [B, n_injected, D_lm], injected by the hooks."""
+        with torch.no_grad():
+            layer_cls = vision.layer_cls(pixel_values.to(vision.dtype))
+        return self.perceptual_tokens(layer_cls.to(self.connectors[0].weight.dtype))
+
     def perceptual_tokens(self, layer_cls: torch.Tensor) -> torch.Tensor:
         """``layer_cls`` [B, L_enc, D_enc] (normed [CLS] per encoder layer) → [B, n_injected, D_lm]."""
         chosen = layer_cls[:, -self.config.n_injected :]  # deeper encoder layer → deeper LM layer
@@ -108,6 +115,14 @@ class EPALM(Adapter):
         if self.prompt is None:
             return slot
         return torch.cat([slot, self.prompt(batch_size).to(dtype)], dim=1)
+
+    def input_prefix(self, perception: torch.Tensor | None, batch_size: int, dtype: torch.dtype,
+                     device: torch.device) -> InputPrefix:
+        """The slot and the prompt, every column real and without position (the perceptual tokens enter
+        through the hooks, not here)."""
+        embeds = self.prefix_embeddings(batch_size, dtype, device)
+        valid = torch.ones(embeds.shape[:2], dtype=torch.long, device=device)
+        return InputPrefix(embeds, valid, positioned=False)
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         groups = {"default": list(self.connectors.parameters())}
