@@ -243,7 +243,7 @@ def test_patch_tokens_are_the_encoders_own_embedding(tmp_path):
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
 
     from mmadapt.backbones.vision import HFCLIPVision
-    from tests.tiny import tiny_vit
+    from tiny import tiny_vit
 
     torch.manual_seed(0)
     vit = tiny_vit()

@@ -217,3 +217,27 @@ def test_trainable_share_is_printed(model, capsys):
     assert "trainable params:" in capsys.readouterr().out
     trainable = sum(p.numel() for p in model.adapter.parameters())
     assert f"{trainable:,d}" in line
+
+
+def test_opt_with_projected_embeddings_trains_and_generates():
+    """OPT-350m-style LMs embed at a narrower width than their layers (512 → project_in → 1024): the slot and
+    the prompt are input columns (embedding width), the injected tokens are layer states (layer width)."""
+    from tiny import word_tokenizer
+    from transformers import OPTConfig, OPTForCausalLM
+
+    from mmadapt.backbones.lm import CausalLM
+
+    torch.manual_seed(0)
+    tok = word_tokenizer()
+    cfg = OPTConfig(vocab_size=len(tok), hidden_size=32, word_embed_proj_dim=16, num_hidden_layers=4, ffn_dim=64,
+                    num_attention_heads=2, max_position_embeddings=128, pad_token_id=0, bos_token_id=2,
+                    eos_token_id=2, dropout=0.0)
+    lm, vit = CausalLM(OPTForCausalLM(cfg), tok), tiny_vit()
+    config = ModelConfig(adapter=EPALMConfig(n_injected=2, start=2, end=4, prompt_len=3))
+    model = PerceptualLM(config, lm, vit, EPALM(config.adapter, vit.hidden_size, vit.num_layers, lm))
+    assert model.adapter.prompt.embedding.embedding_dim == 16 and model.adapter.connectors[0].out_features == 32
+    pv = model.vision.preprocess(images(2))
+    loss = model(pv, PROMPTS[:2], ["red", "two"])
+    loss.backward()
+    assert torch.isfinite(loss) and model.adapter.connectors[0].weight.grad.abs().sum() > 0
+    assert len(model.generate(pv, PROMPTS[:2], max_new_tokens=3)) == 2

@@ -84,7 +84,10 @@ class EPALM(PerceptualAdapter):
         self.layers = config.injection_layers(lm.num_layers)
         n_connectors = 1 if config.shared_connector else config.n_injected
         self.connectors = nn.ModuleList(nn.Linear(encoder_dim, lm.hidden_size) for _ in range(n_connectors))
-        self.prompt = SoftPrompt(config.prompt_len, lm.hidden_size, config.prompt_mlp_hidden) if config.prompt_len else None
+        # the slot and the prompt are input columns: the width of the input embeddings, which differs from the
+        # layers' width in some LMs (OPT-350m: 512 projected to 1024); the connectors write into the layers
+        self.input_dim = lm.input_embeddings.embedding_dim
+        self.prompt = SoftPrompt(config.prompt_len, self.input_dim, config.prompt_mlp_hidden) if config.prompt_len else None
         self._active: _Active | None = None
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
@@ -110,8 +113,7 @@ class EPALM(PerceptualAdapter):
 
     def prefix_embeddings(self, batch_size: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         """The columns before the text: a zero placeholder for the slot, then the prompt → [B, n_prefix, D]."""
-        dim = self.connectors[0].out_features
-        slot = torch.zeros(batch_size, 1, dim, dtype=dtype, device=device)
+        slot = torch.zeros(batch_size, 1, self.input_dim, dtype=dtype, device=device)
         if self.prompt is None:
             return slot
         return torch.cat([slot, self.prompt(batch_size).to(dtype)], dim=1)
