@@ -6,9 +6,9 @@ import time
 from pathlib import Path
 
 
-def run_recipe(recipe: Path, overrides: list[str], out: Path) -> dict:
-    """Train ``recipe`` (+ ``overrides``) into ``out`` and evaluate it: held-out accuracy and mean-class accuracy,
-    the chance / majority baselines, trainable parameters (count and share of the whole model), wall time."""
+def train_recipe(recipe: Path, overrides: list[str], out: Path) -> tuple[dict, dict]:
+    """Train ``recipe`` (+ ``overrides``) into ``out`` and evaluate it: (the scores of every task, and the
+    trainable parameters — count and share of the whole model — with the wall time)."""
     import mmadapt
 
     cfg = mmadapt.load_recipe(recipe, [*overrides, f"output_dir={out}"])
@@ -18,11 +18,17 @@ def run_recipe(recipe: Path, overrides: list[str], out: Path) -> dict:
     trainable = sum(p.numel() for p in model.trainable_parameters())
     total = sum(p.numel() for p in model.parameters())
     result = mmadapt.train(cfg, model=model, evaluate_after=True, quiet=True)
-    scores = result.scores["classification"]
+    return result.scores, {"trainable": trainable, "total": total, "trainable_pct": round(100 * trainable / total, 2),
+                           "wall_s": round(time.perf_counter() - t0, 1)}
+
+
+def run_recipe(recipe: Path, overrides: list[str], out: Path) -> dict:
+    """:func:`train_recipe` of a classification recipe: held-out accuracy and mean-class accuracy, the chance /
+    majority baselines, trainable parameters, wall time."""
+    all_scores, info = train_recipe(recipe, overrides, out)
+    scores = all_scores["classification"]
     return {"accuracy": scores["accuracy"], "mean_class_accuracy": scores["mean_class_accuracy"],
-            **scores["baselines"], "trainable": trainable, "total": total,
-            "trainable_pct": round(100 * trainable / total, 2), "wall_s": round(time.perf_counter() - t0, 1),
-            "n_eval": scores["n_scored"]}
+            **scores["baselines"], **info, "n_eval": scores["n_scored"]}
 
 
 def print_table(results: dict[str, dict], first_column: str, width: int = 26) -> None:

@@ -21,8 +21,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _recipes import train_recipe  # noqa: E402
 
 RECIPES = Path(__file__).resolve().parents[1] / "adapters" / "all_in_one"
 VARIANTS = {
@@ -34,19 +37,10 @@ VARIANTS = {
 
 
 def run(recipe: str, overrides: list[str], out: Path) -> dict:
-    import mmadapt
-
-    cfg = mmadapt.load_recipe(RECIPES / recipe, [*overrides, f"output_dir={out}"])
-    t0 = time.perf_counter()
-    tasks = mmadapt.build_tasks(cfg)
-    model = mmadapt.build_model(cfg, tasks)
-    trainable = sum(p.numel() for p in model.trainable_parameters())
-    total = sum(p.numel() for p in model.parameters())
-    result = mmadapt.train(cfg, model=model, evaluate_after=True, quiet=True)
-    common = {"trainable": trainable, "total": total, "wall_s": round(time.perf_counter() - t0, 1)}
-    if "classification" in result.scores:
-        return {"accuracy": result.scores["classification"]["accuracy"], **common}
-    vqa, ret = result.scores["vqa"], result.scores["retrieval"]
+    scores, common = train_recipe(RECIPES / recipe, overrides, out)
+    if "classification" in scores:
+        return {"accuracy": scores["classification"]["accuracy"], **common}
+    vqa, ret = scores["vqa"], scores["retrieval"]
     per_question = {int(k): v for k, v in vqa["perQuestion"].items()}  # even ids: order question, odd: shape
     after = [v for k, v in per_question.items() if k % 2 == 0]
     shape = [v for k, v in per_question.items() if k % 2 == 1]
