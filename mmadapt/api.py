@@ -144,6 +144,12 @@ def train(config: Config, *, model: Assembly | None = None, resume: bool = False
     tasks = build_tasks(config)
     examples = training_examples(config, tasks)
     model = model or build_model(config, tasks)
+    if config.train.feature_cache:
+        from mmadapt.training.feature_cache import attach_feature_cache
+
+        report = attach_feature_cache(model, config)
+        if not quiet:
+            print(report)
     trainer = Trainer(model, config, examples, config.output_dir, quiet=quiet)
     records = trainer.train(resume=resume)
     result = TrainResult(Path(config.output_dir), records, trainer.module)

@@ -1,6 +1,7 @@
-"""``mmadapt`` command line: train | eval | demo | info | score.
+"""``mmadapt`` command line: train | eval | cache-features | demo | info | score.
 
     mmadapt train adapters/epalm/vqa.yaml train.max_steps=200 [--resume] [--quiet]
+    mmadapt cache-features adapters/epalm/vqa.yaml train.feature_cache=cache/features [--batch-size 32]
     mmadapt eval  adapters/epalm/vqa.yaml --adapter runs/vqa/checkpoints/step-200 [overrides]
     mmadapt demo  --out runs/demo [--modality image|video|audio]
     mmadapt info  [--json]
@@ -45,6 +46,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="image: scenes VQA + captioning; video: video QA; audio: audio captioning")
     d.add_argument("overrides", nargs="*", help="overrides of the demo recipe")
     d.add_argument("--quiet", action="store_true")
+
+    c = sub.add_parser("cache-features", help="precompute the frozen encoder features the recipe's adapter reads "
+                       "(eP-ALM: per-layer [CLS]) for its training data into train.feature_cache")
+    c.add_argument("recipe")
+    c.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.feature_cache=cache/features")
+    c.add_argument("--batch-size", type=int, default=32, help="images per encoder batch")
+    c.add_argument("--quiet", action="store_true")
 
     i = sub.add_parser("info", help="list registered tokenizers, backbones, adapters, heads, tasks")
     i.add_argument("--json", action="store_true")
@@ -102,6 +110,23 @@ def _dispatch(args: argparse.Namespace) -> int:
         model = Assembly.from_pretrained(args.adapter)  # the assembly named in its adapter_config.json
         scores = mmadapt.evaluate(model, cfg, out_dir=args.out, quiet=args.quiet)
         print(json.dumps({task: _headline(s) for task, s in scores.items()}))
+        return 0
+    if args.command == "cache-features":
+        import mmadapt
+        from mmadapt.api import training_examples
+        from mmadapt.training.feature_cache import cache_root, cache_training_features
+
+        cfg = mmadapt.load_recipe(args.recipe, args.overrides)
+        cache_root(cfg)  # refuse before loading weights if the recipe names no cache directory
+        tasks = mmadapt.build_tasks(cfg)
+        examples = training_examples(cfg, tasks)
+        model = mmadapt.build_model(cfg, tasks)
+        report = cache_training_features(model, cfg, examples, args.batch_size, quiet=args.quiet)
+        for failure in report.failed:
+            print(f"skipped: {failure}", file=sys.stderr)
+        print(json.dumps({"store": str(report.store.directory), "files": report.files, "unique": report.unique,
+                          "reused": report.reused, "computed": report.computed, "failed": len(report.failed),
+                          "row_shape": list(report.store.row_shape), "seconds": round(report.seconds, 2)}))
         return 0
     if args.command == "demo":
         from mmadapt.demo import run_demo

@@ -282,6 +282,23 @@ class TrainConfig:
     keep_checkpoints: int = 2
     num_workers: int = 0
     seed: int = 0
+    # a step whose loss or gradient is not finite is skipped (no update) and logged; this many in a row stop the run
+    max_nonfinite_steps: int = 3
+    # fast paths (see README, Performance): bf16 autocast of the forward (weights and optimizer stay fp32),
+    # activation recomputation in the frozen LM's layers, torch.compile of the frozen LM's layers
+    autocast: Literal["none", "bf16"] = "none"
+    gradient_checkpointing: bool = False
+    compile: bool = False
+    # a directory of precomputed frozen-encoder features (`mmadapt cache-features <recipe>`); training reads the
+    # rows whose key (file content, encoder weights, preprocessing) matches and runs the encoder for the others
+    feature_cache: str | None = None
+
+    def validate(self) -> None:
+        if self.max_nonfinite_steps < 1:
+            raise ConfigError(f"max_nonfinite_steps: expected a positive integer, got {self.max_nonfinite_steps}")
+        if self.autocast != "none" and self.precision != "fp32":
+            raise ConfigError(f"autocast: {self.autocast} autocast runs fp32 weights in bf16 matmuls; "
+                              f"train.precision={self.precision} already casts the model — use one of the two")
 
 
 @dataclass

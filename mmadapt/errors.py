@@ -18,3 +18,7 @@ class ConfigError(MMAdaptError, ValueError):
 
 class DataError(MMAdaptError, ValueError):
     """A bad data file, field or sample, e.g. ``val_questions.json: questions[12].question_id missing``."""
+
+
+class TrainingError(MMAdaptError, RuntimeError):
+    """Training cannot go on, e.g. ``train: 3 steps in a row (41–43) had a non-finite loss``."""

@@ -58,9 +58,23 @@ class PerceptualAdapter(Adapter):
     """
 
     uses_vision_encoder: ClassVar[bool] = True
+    #: the name of what :meth:`encoder_features` returns, for the feature cache (``train.feature_cache``);
+    #: None: this adapter's perception is not a function of frozen encoder features alone (not cacheable)
+    feature_kind: ClassVar[str | None] = None
 
     def perceive(self, vision, pixel_values) -> Any:
-        raise NotImplementedError
+        """Perception from the batch's ``pixel_values``; by default the trained part applied to the frozen
+        encoder's features (:meth:`perceive_features` ∘ :meth:`encoder_features`)."""
+        return self.perceive_features(self.encoder_features(vision, pixel_values))
+
+    def encoder_features(self, vision, pixel_values) -> torch.Tensor:
+        """What the adapter reads from the frozen encoder, [B, ...], computed without a graph (cacheable when
+        :attr:`feature_kind` is set)."""
+        raise NotImplementedError(f"{type(self).__name__} reads no frozen encoder features")
+
+    def perceive_features(self, features: torch.Tensor) -> Any:
+        """The trained part on :meth:`encoder_features` (or on the same rows read from a feature cache)."""
+        raise NotImplementedError(f"{type(self).__name__} reads no frozen encoder features")
 
     def input_prefix(self, perception: Any, batch_size: int, dtype: torch.dtype, device: torch.device) -> InputPrefix:
         raise NotImplementedError

@@ -59,6 +59,7 @@ class PerceptualLM(Assembly):
         self.lm = lm
         self.vision = vision
         self.adapter = adapter
+        self.feature_store = None  # a FeatureStore of the adapter's encoder features (use_feature_cache)
         adapter.attach(lm)
 
     # ------------------------------------------------------------------------------------ construction
@@ -93,14 +94,54 @@ class PerceptualLM(Assembly):
         return self.adapter.param_groups()  # eP-ALM: its soft prompt has its own LR
 
     def collate_train(self, examples) -> tuple[dict | None, list[str]]:
-        """Training examples → ``forward`` keyword arguments (None if no image loaded) and load errors."""
+        """Training examples → ``forward`` keyword arguments (None if no image loaded) and load errors.
+
+        With a feature store (:meth:`use_feature_cache`) the examples whose file is in it get their encoder
+        features from it (no decoding, no encoder); the others are loaded and encoded here, without a graph.
+        """
         from mmadapt.training.data import collate_examples
 
+        if self.feature_store is not None:
+            return self._collate_cached(examples)
         batch = collate_examples(examples, self.vision.preprocess, loader=self.vision.load)
         if not batch.prefix:
             return None, batch.errors
         return {"pixel_values": batch.pixel_values, "prefix": batch.prefix, "target": batch.target,
                 "prefix_loss_weight": batch.prefix_weight}, batch.errors
+
+    def use_feature_cache(self, store) -> None:
+        """Read the adapter's encoder features from ``store`` (a :class:`~mmadapt.training.feature_cache.
+        FeatureStore` built for this encoder, preprocessing and feature kind) in training; None: stop."""
+        if store is not None and self.adapter.feature_kind != store.meta.get("feature"):
+            raise ConfigError(f"train.feature_cache: the store holds {store.meta.get('feature')!r} features, "
+                              f"adapter {self.config.adapter.name!r} reads {self.adapter.feature_kind!r}")
+        self.feature_store = store
+        self.feature_cache_misses = 0
+
+    def _collate_cached(self, examples) -> tuple[dict | None, list[str]]:
+        from mmadapt.training.data import collate_examples
+
+        rows = self.feature_store.rows_for([ex.image_path for ex in examples])
+        hits = [i for i, r in enumerate(rows) if r is not None]
+        misses = [i for i, r in enumerate(rows) if r is None]
+        features: dict[int, torch.Tensor] = {}
+        if hits:
+            for i, f in zip(hits, self.feature_store.read([rows[i] for i in hits])):
+                features[i] = f
+        errors: list[str] = []
+        if misses:
+            self.feature_cache_misses += len(misses)
+            batch = collate_examples([examples[i] for i in misses], self.vision.preprocess, loader=self.vision.load)
+            errors = batch.errors
+            if batch.kept:
+                computed = self.adapter.encoder_features(self.vision, batch.pixel_values.to(self.device)).cpu()
+                features.update(zip([misses[j] for j in batch.kept], computed))
+        kept = sorted(features)
+        if not kept:
+            return None, errors
+        return {"features": torch.stack([features[i] for i in kept]),
+                "prefix": [examples[i].prefix for i in kept], "target": [examples[i].target for i in kept],
+                "prefix_loss_weight": [examples[i].prefix_weight for i in kept]}, errors
 
     # ------------------------------------------------------------------------------------------- modes
     def train(self, mode: bool = True) -> "PerceptualLM":
@@ -175,10 +216,14 @@ class PerceptualLM(Assembly):
             return self.lm.hidden_states(embeds, mask4d, positions, past_key_values=cache, use_cache=cache is not None)
 
     # ------------------------------------------------------------------------------------------ training
-    def forward(self, pixel_values, prefix: list[str], target: list[str],
-                prefix_loss_weight: float | list[float] = 0.1) -> torch.Tensor:
-        """Mean per-sample weighted LM loss (``prefix_loss_weight`` per batch or per sample)."""
-        tokens = self._perception(pixel_values.to(self.device))
+    def forward(self, pixel_values=None, prefix: list[str] | None = None, target: list[str] | None = None,
+                prefix_loss_weight: float | list[float] = 0.1, features: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean per-sample weighted LM loss (``prefix_loss_weight`` per batch or per sample). The perception
+        comes from ``pixel_values``, or from the adapter's precomputed encoder ``features`` (feature cache)."""
+        if features is not None:
+            tokens = self.adapter.perceive_features(features.to(self.device))
+        else:
+            tokens = self._perception(pixel_values.to(self.device))
         text = self.tokenize(prefix, target, prefix_loss_weight)
         embeds, mask4d, positions, _ = self._prefill_inputs(text, tokens)
         hidden = self._run(embeds, mask4d, positions, tokens, prefill=True).last_hidden_state

@@ -20,6 +20,9 @@ import shutil
 from pathlib import Path
 
 CKPT_RE = re.compile(r"^step-(\d+)$")
+#: complete checkpoints: ``step-N``, or ``.old-step-N`` — the previous copy of step N that a kill caught while
+#: it was being replaced (``finalize``); a ``step-N`` wins over it
+_COMPLETE_RE = re.compile(r"^(\.old-)?step-(\d+)$")
 
 
 def checkpoint_dir(run_dir: Path, step: int) -> Path:
@@ -35,22 +38,27 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     root = run_dir / "checkpoints"
     if not root.is_dir():
         return None
-    done = [(int(m.group(1)), p) for p in root.iterdir() if (m := CKPT_RE.match(p.name)) and p.is_dir()
-            and (p / "trainer_state.json").is_file()]
-    return max(done)[1] if done else None
+    done = [(int(m.group(2)), not m.group(1), p) for p in root.iterdir() if (m := _COMPLETE_RE.match(p.name))
+            and p.is_dir() and (p / "trainer_state.json").is_file()]
+    return max(done)[2] if done else None
 
 
 def finalize(run_dir: Path, step: int, keep: int) -> Path:
     """Move the finished temporary checkpoint into place, then prune older ones (rank 0 only)."""
     tmp, final = temp_dir(run_dir, step), checkpoint_dir(run_dir, step)
-    if final.exists():  # re-saving the same step (e.g. after a resume): replace
-        shutil.rmtree(final)
-    tmp.rename(final)
+    if final.exists():  # re-saving step N: the old copy is moved aside, not deleted, until the new one is in
+        old = final.with_name(f".old-{final.name}")  # place, so a kill between the renames leaves .old-step-N
+        shutil.rmtree(old, ignore_errors=True)
+        final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(final)
     if keep > 0:
         done = sorted((int(m.group(1)), p) for p in final.parent.iterdir() if (m := CKPT_RE.match(p.name)))
         for _, old in done[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
-    for stale in final.parent.glob(".tmp-step-*"):  # left by a killed run
+    for stale in [*final.parent.glob(".tmp-step-*"), *final.parent.glob(".old-step-*")]:  # left by a killed run
         shutil.rmtree(stale, ignore_errors=True)
     return final
 
@@ -59,3 +67,33 @@ def write_json(path: Path, obj: dict) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2))
     tmp.replace(path)
+
+
+# ------------------------------------------------------------------------------- DeepSpeed, weights only
+def _deepspeed_state_classes() -> list:
+    """The non-tensor classes DeepSpeed pickles into its optimizer states (ZeRO 1–3), allowed by name."""
+    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    return [LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address]
+
+
+def weights_only_checkpoint_engine(config_params):
+    """DeepSpeed's torch checkpoint engine, but loading with ``torch.load(weights_only=True)``.
+
+    DeepSpeed itself unpickles its ``*.pt`` files with ``weights_only=False``, which runs whatever code a
+    tampered checkpoint carries. Here only tensors, containers and the few DeepSpeed state classes above
+    may be rebuilt; anything else fails with torch's "Weights only load failed" naming the global.
+    """
+    import torch
+    from deepspeed.runtime.checkpoint_engine.torch_checkpoint_engine import TorchCheckpointEngine
+
+    allowed = _deepspeed_state_classes()
+
+    class WeightsOnlyCheckpointEngine(TorchCheckpointEngine):
+        def load(self, path: str, map_location=None):
+            with torch.serialization.safe_globals(allowed):
+                return torch.load(path, map_location=map_location, weights_only=True)
+
+    return WeightsOnlyCheckpointEngine(config_params)

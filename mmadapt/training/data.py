@@ -95,22 +95,24 @@ class Batch:
     target: list[str]
     prefix_weight: list[float]
     errors: list[str]
+    kept: list[int]  # which of the examples these are (the others could not be read: ``errors``)
 
 
 def collate_examples(examples: Sequence[Example], preprocess: Callable[[list[Image.Image]], torch.Tensor],
                      loader: Callable[[str], Image.Image] = load_image) -> Batch:
     """Load and preprocess the images; an unreadable image drops its example and is reported in ``errors``."""
     images, kept, errors = [], [], []
-    for ex in examples:
+    for i, ex in enumerate(examples):
         try:
             images.append(loader(ex.image_path))
-            kept.append(ex)
+            kept.append(i)
         except (OSError, ValueError) as exc:
             errors.append(str(exc))
     if not kept:
-        return Batch(torch.empty(0), [], [], [], errors)
-    return Batch(preprocess(images), [e.prefix for e in kept], [e.target for e in kept],
-                 [e.prefix_weight for e in kept], errors)
+        return Batch(torch.empty(0), [], [], [], errors, [])
+    kept_ex = [examples[i] for i in kept]
+    return Batch(preprocess(images), [e.prefix for e in kept_ex], [e.target for e in kept_ex],
+                 [e.prefix_weight for e in kept_ex], errors, kept)
 
 
 def mixture(task_examples: dict[str, list[Any]], weights: dict[str, float], seed: int) -> list[Any]:

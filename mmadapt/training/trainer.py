@@ -5,8 +5,14 @@ steps of global batch ``train.batch_size`` under ``deepspeed.initialize`` (ZeRO 
 accumulation and clipping from the recipe). It works as one process or under torchrun / the deepspeed
 launcher; only the trained parameters reach the optimizer. The trainer knows assemblies only through a
 small contract: ``param_groups()`` (trainable parameters by LR group), ``trained_module`` (the module whose
-state a checkpoint holds), ``collate_train(examples) -> (inputs, errors)`` and ``forward(**inputs) -> loss``. Rank 0 writes ``config.yaml``, ``log.jsonl``
-and the checkpoints (see :mod:`mmadapt.training.checkpoint`).
+state a checkpoint holds), ``collate_train(examples) -> (inputs, errors)`` and ``forward(**inputs) -> loss``.
+Rank 0 writes ``config.yaml``, ``log.jsonl`` and the checkpoints (see :mod:`mmadapt.training.checkpoint`).
+
+Guards: a step whose loss or any trained gradient is not finite (on any rank) makes no update — the
+parameters and optimizer moments stay as they were, the batch and its LR step are consumed — and is logged
+(``"nonfinite"`` in ``log.jsonl``); ``train.max_nonfinite_steps`` such steps in a row stop the run with a
+:class:`~mmadapt.errors.TrainingError`. Fast paths (``train.autocast``, ``train.gradient_checkpointing``,
+``train.compile``) are applied by :func:`mmadapt.training.fast_paths.apply_fast_paths`.
 """
 
 from __future__ import annotations
@@ -20,9 +26,10 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from mmadapt.config import Config, TrainConfig
-from mmadapt.errors import ConfigError
+from mmadapt.errors import ConfigError, TrainingError
 from mmadapt.training import checkpoint as ckpt
 from mmadapt.training.data import GlobalBatchOrder
+from mmadapt.training.fast_paths import apply_fast_paths, autocast_context
 from mmadapt.training.schedule import cosine_with_warmup
 from mmadapt.training.distributed import all_mean, barrier, device_for_rank, init_distributed
 
@@ -72,6 +79,35 @@ def _drop_frozen_aliases(engine) -> None:
     engine.module_state_dict = module_state_dict
 
 
+class SkippableAdamW(torch.optim.AdamW):
+    """AdamW whose steps are no-ops while ``skip`` is set (the non-finite guard): DeepSpeed's ZeRO optimizers
+    call the base optimizer once per parameter group, so the trainer sets and clears the flag around a step."""
+
+    skip = False
+
+    def step(self, closure=None):
+        if self.skip:
+            return None
+        return super().step(closure)
+
+
+class NonFiniteGradients:
+    """Tensor hooks on the trained parameters that note a NaN / Inf gradient (before DeepSpeed reduces or
+    partitions it); ``take()`` returns and clears the note."""
+
+    def __init__(self, params):
+        self.seen = False
+        self.handles = [p.register_hook(self._check) for p in params]
+
+    def _check(self, grad: torch.Tensor) -> None:
+        if not self.seen and not bool(torch.isfinite(grad).all()):
+            self.seen = True
+
+    def take(self) -> bool:
+        seen, self.seen = self.seen, False
+        return seen
+
+
 class Trainer:
     def __init__(self, model: torch.nn.Module, config: Config, examples: list, run_dir: str | Path,
                  quiet: bool = False):
@@ -86,7 +122,9 @@ class Trainer:
         self.rank, self.world = init_distributed()
         self.device = device_for_rank()
         torch.manual_seed(self.train_cfg.seed)
+        apply_fast_paths(model, self.train_cfg)
         self.engine = self._build_engine()
+        self.grad_check = NonFiniteGradients([p for p in model.parameters() if p.requires_grad])
         self.order = GlobalBatchOrder(len(examples), self.train_cfg.batch_size, self.world, self.rank,
                                       self.train_cfg.grad_accum, self.train_cfg.seed)
         self.step = 0
@@ -101,7 +139,7 @@ class Trainer:
             {"params": [p for p in params if p.requires_grad], "lr": lrs.get(name, self.train_cfg.lr), "name": name}
             for name, params in groups.items()
         ]
-        optimizer = torch.optim.AdamW(param_groups, weight_decay=self.train_cfg.weight_decay)
+        optimizer = SkippableAdamW(param_groups, weight_decay=self.train_cfg.weight_decay)
         schedule = cosine_with_warmup(self.train_cfg.warmup_steps, self.train_cfg.max_steps, self.train_cfg.min_lr_ratio)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         self.model.to(self.device)
@@ -110,6 +148,7 @@ class Trainer:
             config=deepspeed_config(self.train_cfg, self.world),
         )
         _drop_frozen_aliases(engine)
+        engine.checkpoint_engine = ckpt.weights_only_checkpoint_engine(engine._config)
         return engine
 
     @property
@@ -131,17 +170,31 @@ class Trainer:
         bar = tqdm(total=total, initial=self.step, disable=self.quiet or self.rank != 0, desc="train", unit="step")
         self.module.train()
         t0 = time.perf_counter()
+        nonfinite_run: list[int] = []  # the steps of the current run of non-finite steps
         while self.step < total:
-            losses, skipped = [], []
-            for micro in self.order.micro_batches(self.step):
+            losses, skipped, nonfinite = [], [], set()
+            micros = self.order.micro_batches(self.step)
+            for k, micro in enumerate(micros):
                 inputs, errors = self.module.collate_train([self.examples[i] for i in micro])
                 skipped.extend(errors)
                 if inputs is None:
                     raise RuntimeError(f"step {self.step}: every example of a micro-batch failed: {errors[:3]}")
-                loss = self.engine(**inputs)
+                with autocast_context(self.train_cfg, self.device):
+                    loss = self.engine(**inputs)
+                if not bool(torch.isfinite(loss)):
+                    nonfinite.add("loss")
                 self.engine.backward(loss)
+                if self.grad_check.take():
+                    nonfinite.add("gradient")
+                if k == len(micros) - 1:  # the optimizer steps now: skip it on every rank if any rank saw one
+                    skip = all_mean(float(bool(nonfinite))) > 0
+                    self._base_optimizer().skip = skip
+                    skipped_before = self.engine.skipped_steps
                 self.engine.step()
                 losses.append(loss.item())
+            self._base_optimizer().skip = False
+            if skip and self.engine.skipped_steps > skipped_before and self.engine.lr_scheduler is not None:
+                self.engine.lr_scheduler.step()  # DeepSpeed skipped it too (its overflow check): keep LR = f(step)
             self.step += 1
             loss_value = all_mean(sum(losses) / len(losses))
             bar.update(1)
@@ -150,10 +203,25 @@ class Trainer:
                       "epoch": round(self.order.epochs(self.step), 4), "time": round(time.perf_counter() - t0, 3)}
             if skipped:
                 record["skipped"] = skipped
+            if skip:
+                record["nonfinite"] = sorted(nonfinite) or ["another rank"]
+                nonfinite_run.append(self.step)
+            else:
+                nonfinite_run.clear()
             records.append(record)
-            if self.rank == 0 and (self.step % self.train_cfg.log_every == 0 or self.step == total or skipped):
+            if self.rank == 0 and (self.step % self.train_cfg.log_every == 0 or self.step == total or skipped or skip):
                 with open(self.run_dir / "log.jsonl", "a") as f:
                     f.write(json.dumps(record) + "\n")
+            if len(nonfinite_run) >= self.train_cfg.max_nonfinite_steps:
+                bar.close()
+                latest = ckpt.latest_checkpoint(self.run_dir)
+                raise TrainingError(
+                    f"train: {len(nonfinite_run)} steps in a row (steps {nonfinite_run[0]}–{nonfinite_run[-1]}) had a "
+                    f"non-finite {' / '.join(record['nonfinite'])}; stopped (train.max_nonfinite_steps="
+                    f"{self.train_cfg.max_nonfinite_steps}). None of them changed the adapter; the last checkpoint "
+                    f"is {latest or 'none yet'}. Lower train.lr, keep train.clip_grad on, use fp32, or check those "
+                    f"steps' inputs ({self.run_dir / 'log.jsonl'})."
+                )
             if (self.train_cfg.save_every and self.step % self.train_cfg.save_every == 0) or self.step == total:
                 self.save_checkpoint()
         bar.close()
@@ -185,6 +253,11 @@ class Trainer:
         for sub in module.modules():  # also drops DeepSpeed's auto-gathering ZeROOrderedDict
             sub._parameters = {k: (None if p is None else whole[id(p)]) for k, p in sub._parameters.items()}
         self._released = True
+
+    def _base_optimizer(self) -> SkippableAdamW:
+        """The AdamW this trainer built (ZeRO 1–3 wrap it as ``engine.optimizer.optimizer``)."""
+        opt = self.engine.optimizer
+        return opt if isinstance(opt, SkippableAdamW) else opt.optimizer
 
     def _lrs(self) -> dict[str, float]:
         return {g.get("name", str(i)): g["lr"] for i, g in enumerate(self.engine.optimizer.param_groups)}

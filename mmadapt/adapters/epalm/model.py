@@ -97,11 +97,16 @@ class EPALM(PerceptualAdapter):
         """Columns this adapter puts before the text: the perceptual slot and the prompt."""
         return 1 + (self.config.prompt_len if self.prompt is not None else 0)
 
-    def perceive(self, vision, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Frozen encoder (no graph kept: nothing below the connector trains) → perceptual tokens
-        [B, n_injected, D_lm], injected by the hooks."""
+    feature_kind = "layer_cls"
+
+    def encoder_features(self, vision, pixel_values: torch.Tensor) -> torch.Tensor:
+        """The frozen encoder's normed [CLS] state of every layer, [B, L_enc, D_enc] (no graph kept: nothing
+        below the connectors trains). All layers, so a cache serves any ``n_injected``."""
         with torch.no_grad():
-            layer_cls = vision.layer_cls(pixel_values.to(vision.dtype))
+            return vision.layer_cls(pixel_values.to(vision.dtype))
+
+    def perceive_features(self, layer_cls: torch.Tensor) -> torch.Tensor:
+        """[B, L_enc, D_enc] → perceptual tokens [B, n_injected, D_lm], injected by the hooks."""
         return self.perceptual_tokens(layer_cls.to(self.connectors[0].weight.dtype))
 
     def perceptual_tokens(self, layer_cls: torch.Tensor) -> torch.Tensor:
