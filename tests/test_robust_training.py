@@ -136,6 +136,32 @@ def test_max_nonfinite_steps_is_validated(scenes_root, tmp_path):
         tiny_config(scenes_root, tmp_path, max_nonfinite_steps=0)
 
 
+# ----------------------------------------------------------------------------------------- weights only
+class WritesAFile:
+    """A pickle payload: unpickling it with weights_only=False would create ``path``."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.write_text, (self.path, "code ran"))
+
+
+def test_resume_never_unpickles_code_from_a_tampered_checkpoint(scenes_root, tmp_path):
+    cfg = tiny_config(scenes_root, tmp_path / "run", max_steps=2, save_every=1)
+    train(cfg, model=make_model(cfg), quiet=True)
+    latest = ckpt.latest_checkpoint(tmp_path / "run")
+    [states] = (latest / "deepspeed").rglob("*model_states.pt")
+    marker = tmp_path / "marker"
+    state = ckpt.weights_only_checkpoint_engine(None).load(str(states), map_location="cpu")
+    state["payload"] = WritesAFile(marker)
+    torch.save(state, states)
+    cfg = tiny_config(scenes_root, tmp_path / "run", max_steps=4, save_every=1)
+    with pytest.raises(TrainingError, match="weights_only=True"):
+        train(cfg, model=make_model(cfg), resume=True, quiet=True)
+    assert not marker.exists(), "the checkpoint's code ran"
+
+
 # --------------------------------------------------------------------------------------------- kill -9
 def run_worker(scenes: Path, run_dir: Path, *, resume: bool, pause: str | None = None, nth: int = 1,
                kill_after: float | None = None, steps: int = 8) -> str:

@@ -18,6 +18,7 @@ parameters and optimizer moments stay as they were, the batch and its LR step ar
 from __future__ import annotations
 
 import json
+import pickle
 import time
 from pathlib import Path
 
@@ -297,7 +298,12 @@ class Trainer:
         if latest is None:
             raise ConfigError(f"--resume: no complete checkpoint under {self.run_dir / 'checkpoints'}")
         state = json.loads((latest / "trainer_state.json").read_text())
-        self.engine.load_checkpoint(str(latest), tag="deepspeed", load_module_strict=False)
+        try:
+            self.engine.load_checkpoint(str(latest), tag="deepspeed", load_module_strict=False)
+        except pickle.UnpicklingError as exc:
+            first = str(exc).strip().splitlines()[-1][:300]
+            raise TrainingError(f"--resume: {latest / 'deepspeed'}: refused by torch.load(weights_only=True) — a "
+                                f"file this library did not write, or a tampered one ({first})") from None
         adapter_state = load_file(str(latest / "adapter_model.safetensors"))
         import deepspeed
 
