@@ -322,10 +322,7 @@ class Config:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"{path}: recipe file not found")
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        raw = read_yaml(path) or {}
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
         cfg = cls.from_dict(raw, overrides, where=str(path))
@@ -365,6 +362,8 @@ def apply_overrides(raw: dict, overrides: list[str], where: str = "config") -> d
             value = text
         node = out
         parts = key.strip().split(".")
+        if not all(parts):
+            raise ConfigError(f"override {item!r}: empty key part in {key.strip()!r} (e.g. train.max_steps=200)")
         for part in parts[:-1]:
             child = node.get(part)
             if child is None:
@@ -389,8 +388,8 @@ def _build(tp: Any, value: Any, path: str) -> Any:
     """Check ``value`` against the type ``tp`` and build dataclasses; errors name the dotted ``path``."""
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
-        if value is None:
-            return tp()
+        if value is None:  # an empty section ("model:" alone) is its defaults, validated like any other
+            value = {}
         if dataclasses.is_dataclass(value):
             return value
         if not isinstance(value, dict):
@@ -399,7 +398,7 @@ def _build(tp: Any, value: Any, path: str) -> Any:
         known = {f.name: f for f in dataclasses.fields(tp) if f.init}
         kwargs = {}
         for key, item in value.items():
-            sub = f"{path}.{key}" if path else str(key)
+            sub = _join(path, key)
             if key not in known:
                 close = difflib.get_close_matches(str(key), list(known), n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
@@ -445,7 +444,7 @@ def _build(tp: Any, value: Any, path: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__}")
         _, val_tp = typing.get_args(tp)
-        return {str(k): _build(val_tp, v, f"{path}.{k}") for k, v in value.items()}
+        return {str(k): _build(val_tp, v, _join(path, k)) for k, v in value.items()}
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{path}: expected true/false, got {value!r}")
@@ -470,20 +469,37 @@ def _build(tp: Any, value: Any, path: str) -> Any:
     raise ConfigError(f"{path}: unsupported config type {tp!r}")  # a bug in a config class, not user input
 
 
+def _join(path: str, key: Any) -> str:
+    """``path.key`` for messages; a key that would garble a one-line message (not a plain printable string,
+    or one holding ``.`` / ``:``) is shown quoted: ``tasks.'a\\nb'``."""
+    plain = isinstance(key, str) and key.isprintable() and key.strip() == key and key and not set(key) & set(".:")
+    text = key if plain else repr(key)
+    return f"{path}.{text}" if path else text
+
+
 def _build_adapter(value: Any, path: str) -> Any:
     if value is None:
         raise ConfigError(f"{path}: missing (set {path}.name, e.g. epalm)")
     if dataclasses.is_dataclass(value):
         return value
+    adapter_cls = _registered("adapters", value, path, "epalm")
+    return _build(adapter_cls.config_class, value, path)
+
+
+def _registered(kind: str, value: Any, path: str, example: str) -> Any:
+    """The class registered under ``value["name"]`` in ``kind`` (``adapters`` / ``tokenizers``); a missing,
+    non-string or unknown name is a :class:`ConfigError` naming ``{path}.name``."""
     if not isinstance(value, dict) or "name" not in value:
-        raise ConfigError(f"{path}.name: missing (which adapter? e.g. epalm)")
+        raise ConfigError(f"{path}.name: missing (which {kind[:-1]}? e.g. {example})")
+    name = value["name"]
+    if not isinstance(name, str):
+        raise ConfigError(f"{path}.name: expected a {kind[:-1]} name (a string, e.g. {example}), got {name!r}")
     from mmadapt import registry
 
     try:
-        adapter_cls = registry.get("adapters", value["name"])
+        return registry.get(kind, name)
     except KeyError as exc:
         raise ConfigError(f"{path}.name: {exc.args[0]}") from None
-    return _build(adapter_cls.config_class, value, path)
 
 
 def _inline_tokenizer_file(raw: dict) -> dict:
@@ -496,9 +512,9 @@ def _inline_tokenizer_file(raw: dict) -> dict:
     if file is None:
         raise ConfigError(f"model.tokenizer: tokenizer config file {name!r} not found")
     try:
-        loaded = yaml.safe_load(file.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"model.tokenizer: {file} is not valid YAML ({exc})") from None
+        loaded = read_yaml(file)
+    except ConfigError as exc:
+        raise ConfigError(f"model.tokenizer: {exc}") from None
     if not isinstance(loaded, dict):
         raise ConfigError(f"model.tokenizer: {file} must hold a mapping with a 'name'")
     return {**raw, "model": {**model, "tokenizer": loaded}}
@@ -508,18 +524,30 @@ def _build_tokenizer(value: Any, path: str) -> Any:
     """A tokenizer config: a mapping with a registered ``name`` (files were inlined by ``from_dict``)."""
     if dataclasses.is_dataclass(value):
         return value
-    if not isinstance(value, dict) or "name" not in value:
-        raise ConfigError(f"{path}.name: missing (which tokenizer? e.g. point_cloud)")
-    from mmadapt import registry
-
-    try:
-        tokenizer_cls = registry.get("tokenizers", value["name"])
-    except KeyError as exc:
-        raise ConfigError(f"{path}.name: {exc.args[0]}") from None
+    tokenizer_cls = _registered("tokenizers", value, path, "point_cloud")
     config_class = getattr(tokenizer_cls, "config_class", None)
     if config_class is None:
         raise ConfigError(f"{path}.name: tokenizer {value['name']!r} is not configurable from a recipe")
     return _build(config_class, value, path)
+
+
+def read_yaml(path: Path) -> Any:
+    """The YAML document in ``path`` (UTF-8). Raises :class:`ConfigError` in one line: ``"{path}: not valid
+    YAML at line 2 column 1 (found character '\\t' that cannot start any token)"``, ``"{path}: not UTF-8
+    text (...)"``, ``"{path}: cannot read file (...)"``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read file ({exc.strerror or exc})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+        reason = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise ConfigError(f"{path}: not valid YAML{where} ({reason})") from None
 
 
 def find_recipe_file(name: str | Path) -> Path | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -122,7 +123,10 @@ def test_save_load_gives_identical_predictions_and_bad_eval_samples_are_reported
     bad_root.mkdir()
     (bad_root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
     lines = (image_root / "val.jsonl").read_text().splitlines()[:4]
-    lines = [json.dumps({**json.loads(ln), "path": str(image_root / json.loads(ln)["path"])}) for ln in lines]
+    for ln in lines:  # a manifest names files inside its data root (its folder): copy the good images there
+        name = json.loads(ln)["path"]
+        (bad_root / Path(name).name).write_bytes((image_root / name).read_bytes())
+    lines = [json.dumps({**json.loads(ln), "path": Path(json.loads(ln)["path"]).name}) for ln in lines]
     lines += [json.dumps({"path": str(bad_root / "broken.png"), "label": "red"}),
               json.dumps({"path": str(bad_root / "missing.png"), "label": "red"})]
     (bad_root / "val.jsonl").write_text("\n".join(lines) + "\n")

@@ -48,13 +48,13 @@ class HFAST(VisionEncoder):
 
     @classmethod
     def from_pretrained(cls, name: str, *, dtype: str = "float32", attn_implementation: str = "sdpa",
-                        revision: str | None = None, **_: object) -> "HFAST":
+                        revision: str | None = None, trust_remote_code: bool = False, **_: object) -> "HFAST":
         from transformers import ASTModel, AutoFeatureExtractor
 
         path = resolve_name(name)
-        model = ASTModel.from_pretrained(path, dtype=DTYPES[dtype], attn_implementation=attn_implementation,
-                                         revision=revision)
-        feature_extractor = AutoFeatureExtractor.from_pretrained(path, revision=revision)
+        hub = {"revision": revision, "trust_remote_code": trust_remote_code}
+        model = ASTModel.from_pretrained(path, dtype=DTYPES[dtype], attn_implementation=attn_implementation, **hub)
+        feature_extractor = AutoFeatureExtractor.from_pretrained(path, **hub)
         return cls(model, feature_extractor, identity=f"hf_ast:{name}@{revision or 'main'}")
 
     @property

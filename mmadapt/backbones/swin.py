@@ -97,7 +97,8 @@ class HFSwin(FrozenBackbone):
 
     @classmethod
     def from_pretrained(cls, name: str, *, dtype: str = "float32", attn_implementation: str = "sdpa",
-                        revision: str | None = None, random_init: bool = False, **_: object) -> "HFSwin":
+                        revision: str | None = None, random_init: bool = False, trust_remote_code: bool = False,
+                        **_: object) -> "HFSwin":
         """``name``: a Hub id (e.g. ``microsoft/swin-tiny-patch4-window7-224``), a local directory or a ``zoo:``
         name. ``random_init=True``: the same architecture with freshly initialised weights (a baseline; seed
         torch first for reproducible weights). A checkpoint without an image processor gets ImageNet mean /
@@ -107,15 +108,16 @@ class HFSwin(FrozenBackbone):
         if dtype not in DTYPES:
             raise ConfigError(f"hf_swin: dtype {dtype!r}; expected one of {sorted(DTYPES)}")
         path = resolve_name(name)
+        hub = {"revision": revision, "trust_remote_code": trust_remote_code}
         if random_init:
-            config = SwinConfig.from_pretrained(path, revision=revision)
+            config = SwinConfig.from_pretrained(path, **hub)
             config._attn_implementation = attn_implementation
             model = SwinModel(config, add_pooling_layer=False).to(DTYPES[dtype])
         else:
             model = SwinModel.from_pretrained(path, add_pooling_layer=False, dtype=DTYPES[dtype],
-                                              attn_implementation=attn_implementation, revision=revision)
+                                              attn_implementation=attn_implementation, **hub)
         try:
-            processor = AutoImageProcessor.from_pretrained(path, revision=revision)
+            processor = AutoImageProcessor.from_pretrained(path, **hub)
         except (OSError, ValueError):  # no preprocessor_config.json with the checkpoint
             processor = _default_processor(_pair(model.config.image_size))
         init = "random" if random_init else (revision or "main")

@@ -41,23 +41,26 @@ class HFTextEncoder(TokenEncoder):
 
     @classmethod
     def from_pretrained(cls, name: str, *, dtype: str = "float32", attn_implementation: str = "sdpa",
-                        revision: str | None = None, random_init: bool = False, **_: object) -> "HFTextEncoder":
+                        revision: str | None = None, random_init: bool = False, trust_remote_code: bool = False,
+                        **_: object) -> "HFTextEncoder":
         """Load ``name`` (a Hub id, a local directory or a ``zoo:`` name); ``random_init=True`` builds the same
         architecture from its config with freshly initialised weights (a baseline for what pretraining gives)."""
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
         path = resolve_name(name)
+        hub = {"revision": revision, "trust_remote_code": trust_remote_code}
         if random_init:
-            config = AutoConfig.from_pretrained(path, revision=revision)
+            config = AutoConfig.from_pretrained(path, **hub)
             config._attn_implementation = attn_implementation
-            model = AutoModel.from_config(config, add_pooling_layer=False).to(DTYPES[dtype])
+            model = AutoModel.from_config(config, add_pooling_layer=False,
+                                          trust_remote_code=trust_remote_code).to(DTYPES[dtype])
         else:
             # loaded whole (checkpoints hold the pooler), then the pooler is dropped: run_blocks never uses it
             model = AutoModel.from_pretrained(path, dtype=DTYPES[dtype], attn_implementation=attn_implementation,
-                                              revision=revision)
+                                              **hub)
             if getattr(model, "pooler", None) is not None:
                 model.pooler = None
-        tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
+        tokenizer = AutoTokenizer.from_pretrained(path, **hub)
         init = "random" if random_init else (revision or "main")
         return cls(model, tokenizer, identity=f"hf_text_encoder:{name}@{init}")
 

@@ -64,16 +64,17 @@ class HFTimeSformer(VisionEncoder):
 
     @classmethod
     def from_pretrained(cls, name: str, *, dtype: str = "float32", attn_implementation: str = "sdpa",
-                        revision: str | None = None, **_: object) -> "HFTimeSformer":
+                        revision: str | None = None, trust_remote_code: bool = False,
+                        **_: object) -> "HFTimeSformer":
         from transformers import AutoImageProcessor, TimesformerModel
 
         path = resolve_name(name)
         # TimeSformer has only its own ("eager") attention: transformers refuses "sdpa" for it, and "sdpa" is
         # the library-wide default, so it means "the best this model has" here.
         attn = "eager" if attn_implementation == "sdpa" else attn_implementation
-        model = TimesformerModel.from_pretrained(path, dtype=DTYPES[dtype], attn_implementation=attn,
-                                                 revision=revision)
-        processor = AutoImageProcessor.from_pretrained(path, revision=revision)
+        hub = {"revision": revision, "trust_remote_code": trust_remote_code}
+        model = TimesformerModel.from_pretrained(path, dtype=DTYPES[dtype], attn_implementation=attn, **hub)
+        processor = AutoImageProcessor.from_pretrained(path, **hub)
         return cls(model, processor, identity=f"hf_timesformer:{name}@{revision or 'main'}")
 
     # -- inputs -------------------------------------------------------------------------------------------------

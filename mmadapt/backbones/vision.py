@@ -90,19 +90,21 @@ class HFViT(_HFVisionEncoder):
 
     @classmethod
     def from_pretrained(cls, name: str, *, dtype: str = "float32", attn_implementation: str = "sdpa",
-                        revision: str | None = None, random_init: bool = False, **_: object) -> "HFViT":
+                        revision: str | None = None, random_init: bool = False, trust_remote_code: bool = False,
+                        **_: object) -> "HFViT":
         """``random_init=True``: the same architecture with freshly initialised weights (a baseline)."""
         from transformers import AutoImageProcessor, ViTConfig, ViTModel
 
         path = resolve_name(name)
+        hub = {"revision": revision, "trust_remote_code": trust_remote_code}
         if random_init:
-            config = ViTConfig.from_pretrained(path, revision=revision)
+            config = ViTConfig.from_pretrained(path, **hub)
             config._attn_implementation = attn_implementation
             model = ViTModel(config, add_pooling_layer=False).to(DTYPES[dtype])
         else:
             model = ViTModel.from_pretrained(path, add_pooling_layer=False, dtype=DTYPES[dtype],
-                                             attn_implementation=attn_implementation, revision=revision)
-        processor = AutoImageProcessor.from_pretrained(path, revision=revision)
+                                             attn_implementation=attn_implementation, **hub)
+        processor = AutoImageProcessor.from_pretrained(path, **hub)
         init = "random" if random_init else (revision or "main")
         return cls(model, processor, model.layernorm, identity=f"hf_vit:{name}@{init}")
 
@@ -126,13 +128,15 @@ class HFCLIPVision(_HFVisionEncoder):
 
     @classmethod
     def from_pretrained(cls, name: str, *, dtype: str = "float32", attn_implementation: str = "sdpa",
-                        revision: str | None = None, **_: object) -> "HFCLIPVision":
+                        revision: str | None = None, trust_remote_code: bool = False,
+                        **_: object) -> "HFCLIPVision":
         from transformers import AutoImageProcessor, CLIPVisionModel
 
         path = resolve_name(name)
-        model = CLIPVisionModel.from_pretrained(path, dtype=DTYPES[dtype],
-                                                attn_implementation=attn_implementation, revision=revision)
-        processor = AutoImageProcessor.from_pretrained(path, revision=revision)
+        hub = {"revision": revision, "trust_remote_code": trust_remote_code}
+        model = CLIPVisionModel.from_pretrained(path, dtype=DTYPES[dtype], attn_implementation=attn_implementation,
+                                                **hub)
+        processor = AutoImageProcessor.from_pretrained(path, **hub)
         tower = getattr(model, "vision_model", model)  # transformers 5 flattened CLIPVisionModel
         return cls(model, processor, tower.post_layernorm,
                    identity=f"hf_clip_vision:{name}@{revision or 'main'}")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from mmadapt.data.coco_captions import CaptionSample
 from mmadapt.errors import DataError
+from mmadapt.io._files import not_utf8, one_line, template_path
 
 PathLike = str | os.PathLike[str]
 COLUMNS = ("audiocap_id", "youtube_id", "start_time", "caption")
@@ -34,8 +35,10 @@ def load_audiocaps(path: PathLike, audio_root: PathLike | None = None, template:
             rows = list(reader)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: {not_utf8(path)}") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read file ({one_line(exc)})") from None
     if not rows:
         raise DataError(f"{path}: no captions")
     root = Path(audio_root) if audio_root is not None else path.parent
@@ -46,10 +49,7 @@ def load_audiocaps(path: PathLike, audio_root: PathLike | None = None, template:
             raise DataError(f"{path}:{line}: empty youtube_id or caption")
         key = (row["youtube_id"], row.get("start_time") or "")
         if key not in clips:
-            try:
-                name = template.format(**row)
-            except KeyError as exc:
-                raise DataError(f"{path}: template {template!r} needs column {exc.args[0]!r}") from None
-            clips[key] = CaptionSample(image_id=len(clips), image_path=root / name)
+            audio_path = template_path(root, template, row, f"{path}:{line}")
+            clips[key] = CaptionSample(image_id=len(clips), image_path=audio_path)
         clips[key].captions.append(row["caption"].strip())
     return list(clips.values())

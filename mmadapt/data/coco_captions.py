@@ -43,6 +43,7 @@ from mmadapt.data._records import (
     write_json_atomic,
 )
 from mmadapt.errors import ConfigError, DataError
+from mmadapt.io._files import resolve_inside
 
 __all__ = [
     "KARPATHY_SPLITS",
@@ -70,9 +71,9 @@ def load_coco_captions(
 ) -> list[CaptionSample]:
     """Read an official COCO captions file into one sample per image, in the order of ``images``.
 
-    Image paths are ``image_root / file_name``. Captions are stripped of surrounding whitespace (COCO's
-    raw captions carry stray newlines). A file without ``annotations`` (test image info) gives samples
-    with no captions.
+    Image paths are ``image_root / file_name`` (a ``file_name`` that leads outside ``image_root`` is refused).
+    Captions are stripped of surrounding whitespace (COCO's raw captions carry stray newlines). A file without
+    ``annotations`` (test image info) gives samples with no captions.
 
     Raises:
         DataError: a missing or malformed file or field, a duplicate image id, a caption whose image is not
@@ -92,7 +93,7 @@ def load_coco_captions(
         if image_id in position:
             raise DataError(f"{afile}: {where}.id {image_id} duplicates images[{position[image_id]}]")
         position[image_id] = i
-        samples.append(CaptionSample(image_id, root / file_name))
+        samples.append(CaptionSample(image_id, resolve_inside(root, file_name, f"{afile}: {where}.file_name")))
 
     annotations = optional(doc, "annotations", list, afile, "") or []
     for i, a in enumerate(annotations):
@@ -152,7 +153,8 @@ def load_karpathy(
         captions = [
             require(s, "raw", str, sfile, f"{where}.sentences[{j}]").strip() for j, s in enumerate(sentences)
         ]
-        samples.append(CaptionSample(image_id, root / filepath / filename, captions))
+        image_path = resolve_inside(root, os.path.join(filepath, filename), f"{sfile}: {where}")
+        samples.append(CaptionSample(image_id, image_path, captions))
 
     if not samples:
         raise DataError(f"{sfile}: no images with split in {sorted(wanted)}")

@@ -17,6 +17,9 @@ from typing import Any
 
 from filelock import FileLock
 
+from mmadapt.errors import DataError
+from mmadapt.io._files import resolve_inside
+
 
 def ensure_generated(root: str | Path, split: str, n: int, seed: int, writer: Callable[..., Path],
                      **options: Any) -> Path:
@@ -31,8 +34,11 @@ def ensure_generated(root: str | Path, split: str, n: int, seed: int, writer: Ca
                 recorded = json.loads(stamp.read_text())
             except json.JSONDecodeError:
                 recorded = {}
-            path = root / recorded.get("path", "\0")
-            if recorded.get("request") == wanted and path.is_file():
+            try:  # a stamp that names a file outside root is not ours: write the split again
+                path = resolve_inside(root, recorded.get("path"), str(stamp))
+            except DataError:
+                path = None
+            if recorded.get("request") == wanted and path is not None and path.is_file():
                 return path
         path = Path(writer(root, split, n, seed, **options))
         tmp = stamp.with_suffix(".tmp")

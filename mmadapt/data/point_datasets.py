@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 
 from mmadapt.errors import ConfigError, DataError
+from mmadapt.io._files import resolve_inside
 
 __all__ = [
     "MODELNET_NAMES",
@@ -136,7 +137,7 @@ def _resampled_records(folder: Path, split: str, name: str) -> list[tuple[str, s
         if sample_id in seen:
             raise DataError(f"{split_file}:{lineno}: id {sample_id!r} repeats line {seen[sample_id]}")
         seen[sample_id] = lineno
-        path = folder / label / f"{sample_id}.txt"
+        path = resolve_inside(folder, f"{label}/{sample_id}.txt", f"{split_file}:{lineno}: id {sample_id!r}")
         if not path.is_file():
             raise DataError(f"{path}: file not found (listed in {split_file}:{lineno})")
         rows.append((label, sample_id, str(path)))

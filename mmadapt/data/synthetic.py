@@ -48,6 +48,7 @@ from mmadapt.data._records import PathLike, read_json, write_json_atomic
 from mmadapt.data.coco_captions import CaptionSample, load_coco_captions
 from mmadapt.data.vqa_v2 import VQASample, load_vqa
 from mmadapt.errors import ConfigError, DataError
+from mmadapt.io._files import resolve_inside
 
 __all__ = [
     "FORMAT_VERSION",
@@ -218,17 +219,17 @@ def load_scenes_vqa(root: PathLike, split: str, check_images: bool = True) -> li
     """The VQA samples of ``split`` of the synthetic dataset at ``root`` (via :func:`~mmadapt.data.vqa_v2.load_vqa`)."""
     root = Path(root)
     entry = _split_entry(root, split)
-    return load_vqa(root / entry["files"]["questions"], root / entry["files"]["annotations"],
-                    image_root=root / entry["image_root"], image_template=entry["image_template"],
-                    check_images=check_images)
+    paths = _entry_paths(root, entry)
+    return load_vqa(paths["questions"], paths["annotations"], image_root=paths["images"],
+                    image_template=entry["image_template"], check_images=check_images)
 
 
 def load_scenes_captions(root: PathLike, split: str, check_images: bool = True) -> list[CaptionSample]:
     """The caption samples of ``split`` of the synthetic dataset at ``root`` (one per image)."""
     root = Path(root)
     entry = _split_entry(root, split)
-    return load_coco_captions(root / entry["files"]["captions"], root / entry["image_root"],
-                              check_images=check_images)
+    paths = _entry_paths(root, entry)
+    return load_coco_captions(paths["captions"], paths["images"], check_images=check_images)
 
 
 def _human_answers(q: scenes.Question, rng: random.Random) -> list[dict[str, Any]]:
@@ -320,11 +321,11 @@ def _entry_is_current(root: Path, entry: dict[str, Any], wanted: dict[str, Any])
 
 
 def _entry_paths(root: Path, entry: dict[str, Any]) -> dict[str, Path]:
-    files = entry["files"]
+    """The files a manifest entry names, each checked to lie inside ``root`` (DataError if not)."""
+    files, source = entry["files"], f"{root / MANIFEST}: splits entry"
     return {
-        "questions": root / files["questions"],
-        "annotations": root / files["annotations"],
-        "captions": root / files["captions"],
-        "images": root / entry["image_root"],
+        **{key: resolve_inside(root, files[key], f"{source} files.{key}")
+           for key in ("questions", "annotations", "captions")},
+        "images": resolve_inside(root, entry["image_root"], f"{source} image_root"),
         "manifest": root / MANIFEST,
     }

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from mmadapt.data.vqa_v2 import VQASample
 from mmadapt.errors import DataError
+from mmadapt.io._files import template_path
 
 PathLike = str | os.PathLike[str]
 DEFAULT_TEMPLATE = "video{video_id}.mp4"
@@ -49,17 +50,18 @@ def load_video_qa(path: PathLike, video_root: PathLike | None = None, template: 
             missing.append("video_id")
         if missing:
             raise DataError(f"{where}: missing or non-string field(s) {', '.join(missing)}")
-        qid = int(item.get("id", i))
+        qid = item.get("id", i)
+        if isinstance(qid, str) and qid.strip().isdigit():  # some MSVD-QA copies write ids as strings
+            qid = int(qid)
+        if isinstance(qid, bool) or not isinstance(qid, int):
+            raise DataError(f"{where}.id: expected an integer question id, got {qid!r}")
         if qid in seen:
             raise DataError(f"{where}.id: duplicate question id {qid}")
         seen.add(qid)
-        try:
-            name = template.format(**item)
-        except KeyError as exc:
-            raise DataError(f"{where}: template {template!r} needs field {exc.args[0]!r}") from None
         video_id = item.get("video_id", i)
         samples.append(VQASample(question_id=qid, image_id=int(video_id) if str(video_id).isdigit() else i,
-                                 question=item["question"], image_path=root / name, answers=[item["answer"]] * 10,
+                                 question=item["question"], image_path=template_path(root, template, item, where),
+                                 answers=[item["answer"]] * 10,
                                  multiple_choice_answer=item["answer"], question_type=_question_type(item["question"]),
                                  answer_type="other"))
     return samples

@@ -44,6 +44,7 @@ from mmadapt.data._records import (
     write_json_atomic,
 )
 from mmadapt.errors import ConfigError, DataError
+from mmadapt.io._files import resolve_inside
 
 __all__ = [
     "COCO_IMAGE_TEMPLATE",
@@ -89,7 +90,8 @@ def load_vqa(
         questions_path: the official questions JSON.
         annotations_path: the official annotations JSON; ``None`` for splits without answers. When given,
             every question must have exactly one annotation, with the same ``image_id``.
-        image_root: folder the image paths are relative to (default: the questions file's folder).
+        image_root: folder the image paths are relative to (default: the questions file's folder); a
+            ``data_subtype`` or template that leads outside it is refused.
         image_template: file name pattern with ``{image_id}`` / ``{data_subtype}`` fields, relative to
             ``image_root`` (default :data:`COCO_IMAGE_TEMPLATE`).
         check_images: check once that every referenced image exists.
@@ -122,7 +124,7 @@ def load_vqa(
             raise DataError(f"{qfile}: {where}.question_id {qid} duplicates questions[{position[qid]}]")
         position[qid] = i
         if image_id not in paths:
-            paths[image_id] = root / format_image_path(template, image_id, subtype)
+            paths[image_id] = resolve_inside(root, format_image_path(template, image_id, subtype), f"{qfile}: {where}")
         samples.append(VQASample(qid, image_id, text, paths[image_id]))
 
     if annotations_path is not None:

@@ -298,6 +298,8 @@ def _load_json(path: str | Path, source: str) -> Any:
             return json.load(handle)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise CaptionFormatError(f"{source}: not valid JSON ({error})") from error
+    except OSError as error:  # missing, a directory, unreadable
+        raise CaptionFormatError(f"{source}: cannot read file ({error.strerror or error})") from error
 
 
 def _field(record: Any, key: str, kind: type, where: str, source: str) -> Any:

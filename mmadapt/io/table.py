@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from mmadapt.errors import ConfigError, DataError
-from mmadapt.io._files import check_file, one_line
+from mmadapt.io._files import check_file, not_utf8, one_line
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -187,8 +187,8 @@ def _read_frame(where: str) -> tuple[pd.DataFrame, bool]:
         return pd.read_parquet(where, dtype_backend="numpy_nullable"), False
     except pd.errors.EmptyDataError:
         raise DataError(f"{where}: no header line (the file holds only blank space)") from None
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{where}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{where}: {not_utf8(where)}") from None
     except MemoryError:
         raise
     except Exception as exc:  # noqa: BLE001 - pandas / pyarrow raise ParserError, ArrowInvalid, OSError, ...

@@ -60,7 +60,8 @@ class AdaptedEncoder(Assembly):
         enc_cfg = config.encoder
         encoder = load_vision_encoder(enc_cfg.kind, enc_cfg.name, dtype=enc_cfg.dtype,
                                       attn_implementation=enc_cfg.attn_implementation, revision=enc_cfg.revision,
-                                      pretrained=enc_cfg.pretrained, random_init=enc_cfg.random_init)
+                                      pretrained=enc_cfg.pretrained, random_init=enc_cfg.random_init,
+                                      trust_remote_code=enc_cfg.trust_remote_code)
         tokenizer = get("tokenizers", config.tokenizer.name)(dim=encoder.hidden_size, config=config.tokenizer)
         head = get("heads", config.head.name)(encoder.hidden_size, config.head.n_outputs, pool=config.head.pool)
         adapter = None

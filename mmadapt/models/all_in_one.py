@@ -129,10 +129,11 @@ class AllInOne(Assembly):
 
         enc = config.encoder
         encoder = load_vision_encoder(enc.kind, enc.name, dtype=enc.dtype, attn_implementation=enc.attn_implementation,
-                                      revision=enc.revision, pretrained=enc.pretrained, random_init=enc.random_init)
+                                      revision=enc.revision, pretrained=enc.pretrained, random_init=enc.random_init,
+                                      trust_remote_code=enc.trust_remote_code)
         name = config.video_text.text_tokenizer
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(resolve_name(name))
+        try:  # a tokenizer is files, never code: no recipe key turns remote code on here
+            tokenizer = AutoTokenizer.from_pretrained(resolve_name(name), trust_remote_code=False)
         except (OSError, ValueError) as exc:
             raise ConfigError(f"model.video_text.text_tokenizer: cannot load {name!r} ({exc})") from None
         if tokenizer.pad_token is None:

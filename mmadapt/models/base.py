@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -84,10 +85,18 @@ class Assembly(nn.Module, abc.ABC):
         return dict(self.trained_module.state_dict())
 
     def load_adapter(self, path: str | Path) -> None:
+        """Load ``adapter_model.safetensors`` from ``path``. Weights are only ever read from safetensors: a pickle
+        checkpoint (``adapter_model.bin``, a ``.pt``) is never unpickled, since unpickling can run any code."""
         weights = Path(path) / ADAPTER_WEIGHTS
         if not weights.is_file():
-            raise ConfigError(f"{weights}: not found")
-        state = load_file(str(weights))
+            pickles = sorted(p.name for p in Path(path).glob("*") if p.suffix in (".bin", ".pt", ".pth", ".pkl"))
+            hint = f" ({', '.join(pickles)}: pickle checkpoints are never loaded, they can run code)" if pickles else ""
+            raise ConfigError(f"{weights}: not found{hint}")
+        try:
+            state = load_file(str(weights))
+        except (SafetensorError, OSError) as exc:
+            raise ConfigError(f"{weights}: not a readable safetensors file ({' '.join(str(exc).split())}); adapter "
+                              "weights are only read from safetensors, never unpickled") from None
         missing, unexpected = self.trained_module.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise ConfigError(f"{weights}: adapter weights do not match (missing {missing}, unexpected {unexpected})")

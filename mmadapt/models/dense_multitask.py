@@ -70,7 +70,7 @@ class DenseMultiTask(Assembly):
         enc = config.encoder
         encoder = get("backbones", enc.kind).from_pretrained(
             enc.name, dtype=enc.dtype, attn_implementation=enc.attn_implementation, revision=enc.revision,
-            random_init=enc.random_init)
+            random_init=enc.random_init, trust_remote_code=enc.trust_remote_code)
         if not hasattr(encoder, "set_block_hook"):
             raise ConfigError(f"model.encoder.kind: {enc.kind} is not a hierarchical encoder (use hf_swin)")
         adapter = None

@@ -408,4 +408,5 @@ def _load_vision(cfg: BackboneConfig) -> VisionEncoder:
         raise ConfigError("model.vision.kind: expected a perception encoder (hf_vit, hf_clip_vision, open_clip, "
                           "hf_timesformer, hf_ast)")
     return load_vision_encoder(cfg.kind, cfg.name, dtype=cfg.dtype, attn_implementation=cfg.attn_implementation,
-                               revision=cfg.revision, pretrained=cfg.pretrained)
+                               revision=cfg.revision, pretrained=cfg.pretrained,
+                               trust_remote_code=cfg.trust_remote_code)

@@ -63,8 +63,7 @@ def resolve_split(ds: DatasetConfig, where: str) -> SplitFiles:
             raise ConfigError(f"{where}: synthetic_scenes needs root, split and n_images")
         paths = ensure_scenes_dataset(ds.root, {ds.split: ds.n_images}, seed=ds.seed)[ds.split]
         entry = read_manifest(ds.root)["splits"][ds.split]
-        return SplitFiles(paths["questions"], paths.get("annotations"), Path(ds.root) / entry["image_root"],
-                          entry["image_template"])
+        return SplitFiles(paths["questions"], paths.get("annotations"), paths["images"], entry["image_template"])
     missing = [k for k in ("annotations",) if getattr(ds, k) is None and ds.format != "vqa_v2"]
     if ds.format == "vqa_v2" and ds.questions is None:
         missing.append("questions")

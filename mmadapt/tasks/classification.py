@@ -36,6 +36,7 @@ from mmadapt.data.point_datasets import (
     scanobjectnn_records,
 )
 from mmadapt.errors import ConfigError, DataError
+from mmadapt.io._files import not_utf8, one_line, resolve_inside
 from mmadapt.registry import register
 from mmadapt.tasks.base import Task, batched, write_json
 from mmadapt.training.data import LabelledExample
@@ -251,19 +252,25 @@ def _dataset_file(ds: DatasetConfig, where: str) -> Path:
 
 
 def _manifest_records(path: Path, root: Path, label_key: str) -> list[tuple[str, Any]]:
-    """``[(absolute path, label)]`` from a JSON-lines manifest; malformed lines name file and line."""
+    """``[(absolute path, label)]`` from a JSON-lines manifest; malformed lines name file and line, and a path
+    that leads outside ``root`` is refused."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: {not_utf8(path)}") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read manifest ({one_line(exc)})") from None
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-            if not isinstance(item, dict) or "path" not in item or label_key not in item:
-                raise DataError(f"{path}:{lineno}: expected an object with 'path' and {label_key!r}")
-            rows.append((str(root / item["path"]), item[label_key]))
+    for lineno, line in enumerate(text.split("\n"), start=1):  # not splitlines(): JSON strings may hold U+2028
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+        if not isinstance(item, dict) or "path" not in item or label_key not in item:
+            raise DataError(f"{path}:{lineno}: expected an object with 'path' and {label_key!r}")
+        rows.append((str(resolve_inside(root, item["path"], f"{path}:{lineno}: path")), item[label_key]))
     if not rows:
         raise DataError(f"{path}: no samples")
     return rows

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from mmadapt.errors import ConfigError, DataError
 from mmadapt.eval.retrieval_metric import chance_metrics, retrieval_metrics
+from mmadapt.io._files import template_path
 from mmadapt.registry import register
 from mmadapt.tasks.base import Task, batched, load_batch_images, write_json
 from mmadapt.training.data import MatchExample
@@ -60,11 +61,8 @@ def read_captions(path: Path, video_root: Path, template: str) -> list[Caption]:
         where = f"{path}: [{i}]"
         if not isinstance(row, dict) or row.get("video_id") in (None, "") or not isinstance(row.get("sentence"), str):
             raise DataError(f"{where}: needs a video_id and a sentence (caption)")
-        try:
-            name = template.format(**row)
-        except KeyError as exc:
-            raise DataError(f"{where}: template {template!r} needs field {exc.args[0]!r}") from None
-        captions.append(Caption(str(row["video_id"]), video_root / name, row["sentence"].strip()))
+        video_path = template_path(video_root, template, row, where)
+        captions.append(Caption(str(row["video_id"]), video_path, row["sentence"].strip()))
     if not captions:
         raise DataError(f"{path}: no captions")
     return captions

@@ -129,6 +129,9 @@ class GraphTokenizer(Tokenizer):
         cfg = self.config
         if degree.ndim != 2:
             raise ValueError(f"graph tokenizer: degree must be [B, n_max], got {list(degree.shape)}")
+        if degree.is_floating_point() or degree.dtype == torch.bool:
+            raise ValueError(f"graph tokenizer: degree must hold integer degrees, got {degree.dtype} "
+                             f"{list(degree.shape)}")
         B, n = degree.shape
         expected = {"lap_pe": (lap_pe, (B, n, cfg.lap_k)), "node_mask": (node_mask, (B, n))}
         if cfg.node_feature_dim:

@@ -83,10 +83,10 @@ class ImagePatchTokenizer(Tokenizer):
 
     # ---------------------------------------------------------------------------------------- the tokens
     def forward(self, pixels: torch.Tensor) -> TokenBatch:
-        B, C, H, W = pixels.shape
         S = self.config.image_size
-        if C != 3 or H != S or W != S:
+        if pixels.ndim != 4 or tuple(pixels.shape[1:]) != (3, S, S):
             raise ValueError(f"image tokenizer: expected pixels [B, 3, {S}, {S}], got {list(pixels.shape)}")
+        B = pixels.shape[0]
         x = (pixels.to(self.proj.weight.dtype) - self.mean) / self.std
         grid = self.proj(x)  # [B, D, S/p, S/p]
         rows, cols = grid.shape[-2:]

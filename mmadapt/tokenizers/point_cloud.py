@@ -152,8 +152,9 @@ class PointCloudTokenizer(Tokenizer):
 
         cfg = self.config
         if isinstance(source, torch.Tensor):
-            points = prepare_points(source, n_points=cfg.n_points, normalize=cfg.normalize, where="points tensor")
-            source = f"points tensor {list(source.shape)}"
+            source_name = f"points tensor {list(source.shape)}"
+            points = prepare_points(source, n_points=cfg.n_points, normalize=cfg.normalize, where=source_name)
+            source = source_name
         else:
             points = load_point_cloud(source, n_points=cfg.n_points, normalize=cfg.normalize,
                                       keep_extra=cfg.in_channels > 3)
@@ -187,10 +188,11 @@ class PointCloudTokenizer(Tokenizer):
         B, N, _ = points.shape
         device = points.device
         lengths = torch.full((B,), N, device=device) if lengths is None else lengths.to(device)
-        if tuple(lengths.shape) != (B,):
-            raise ValueError(f"point_cloud tokenizer: lengths must be [B={B}], got {list(lengths.shape)}")
+        if tuple(lengths.shape) != (B,) or lengths.is_floating_point():
+            raise ValueError(f"point_cloud tokenizer: lengths must be integer counts [B={B}], got {lengths.dtype} "
+                             f"{list(lengths.shape)}")
         least = max(cfg.n_groups, cfg.group_size)
-        if int(lengths.min()) < least or int(lengths.max()) > N:
+        if B and (int(lengths.min()) < least or int(lengths.max()) > N):  # an empty batch (B = 0) has no clouds
             raise ValueError(f"point_cloud tokenizer: each cloud needs {least} to N={N} real points (n_groups="
                              f"{cfg.n_groups}, group_size={cfg.group_size}); got points {list(points.shape)}, "
                              f"lengths {lengths.tolist()}")

@@ -20,6 +20,8 @@ class TextTokenizer(Tokenizer):
         self.dim = embedding.embedding_dim
 
     def forward(self, texts: list[str]) -> TokenBatch:
+        if isinstance(texts, str) or not texts:
+            raise ValueError(f"text tokenizer: expected a non-empty list of strings, got {texts!r:.40}")
         enc = self.tokenizer(texts, padding=True, truncation=self.max_length is not None,
                              max_length=self.max_length, return_tensors="pt")
         ids = enc["input_ids"].to(self.embedding.weight.device)

@@ -160,6 +160,8 @@ class VideoTokenizer(Tokenizer):
             raise ValueError(f"video tokenizer: frames must be float in [0, 1], got {frames.dtype} (load_video "
                              "returns float frames)")
         T, H, W = frames.shape[1], frames.shape[3], frames.shape[4]
+        if T < (cfg.tubelet_size if cfg.mode == "tubelet" else 1):
+            raise ValueError(f"video tokenizer: frames {list(frames.shape)} has T={T} frames, too few for one token")
         if cfg.mode == "tubelet" and T % cfg.tubelet_size:
             raise ValueError(f"video tokenizer: frames {list(frames.shape)} has T={T} frames, not a multiple of "
                              f"tubelet_size={cfg.tubelet_size}")
@@ -167,6 +169,6 @@ class VideoTokenizer(Tokenizer):
             raise ValueError(f"video tokenizer: frames {list(frames.shape)} has T={T} frames, more than "
                              f"n_frames={cfg.n_frames}")
         p = cfg.patch_size
-        if H % p or W % p or H > cfg.image_size or W > cfg.image_size:
-            raise ValueError(f"video tokenizer: frame size {H}×{W} must be a multiple of patch_size={p} and at "
-                             f"most image_size={cfg.image_size} (frames {list(frames.shape)})")
+        if H % p or W % p or not p <= H <= cfg.image_size or not p <= W <= cfg.image_size:
+            raise ValueError(f"video tokenizer: frame size {H}×{W} must be a multiple of patch_size={p} from {p} "
+                             f"to image_size={cfg.image_size} (frames {list(frames.shape)})")
