@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -220,12 +219,6 @@ def test_gradient_accumulation_equals_one_big_batch(scenes_root, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ two processes
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _worker_args(scenes_root, out: Path, zero_stage: int, steps: int = 4) -> list[str]:
     return ["--scenes", str(scenes_root), "--out", str(out), "--zero-stage", str(zero_stage), "--steps", str(steps),
             "--batch-size", "8"]
@@ -237,8 +230,8 @@ def _launch(args: list[str], nproc: int, timeout: float = 300) -> None:
            if k not in {"RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"}
            and not k.startswith("TORCHELASTIC")}
     env.update(TORCH_EXTENSIONS_DIR=TORCH_EXTENSIONS_DIR, OMP_NUM_THREADS="1", MMADAPT_QUIET="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_addr",
-           "127.0.0.1", "--master_port", str(_free_port()), str(WORKER), *args]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--standalone", str(WORKER),
+           *args]
     proc = subprocess.Popen(cmd, cwd=TESTS.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
     try:

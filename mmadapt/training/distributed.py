@@ -3,31 +3,27 @@
 from __future__ import annotations
 
 import os
-import socket
 
 import torch
 import torch.distributed as dist
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def init_distributed() -> tuple[int, int]:
     """Start (or join) the process group; returns ``(rank, world_size)``.
 
     Under torchrun / the deepspeed launcher the usual env vars are set; a plain single process gets a
-    one-rank group on a free local port. Backend: NCCL with CUDA, gloo on CPU.
+    one-rank group over an in-memory store, so it never listens on a port (no race for a "free" port with
+    another process on the machine). Backend: NCCL with CUDA, gloo on CPU.
     """
     import deepspeed
 
     if not dist.is_initialized():
-        if "RANK" not in os.environ:
-            os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1")
-            os.environ.setdefault("MASTER_PORT", str(_free_port()))
         backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if "RANK" not in os.environ:
+            # Only LOCAL_RANK (which DeepSpeed's engine reads) goes into os.environ: no RANK or MASTER_PORT
+            # that a child process (a test worker, a benchmark) would inherit and try to rendezvous on.
+            os.environ.setdefault("LOCAL_RANK", "0")
+            dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
         deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False, verbose=False)
     return dist.get_rank(), dist.get_world_size()
 
