@@ -13,6 +13,7 @@ import yaml
 import mmadapt
 from mmadapt.adapters.any2point import Any2PointConfig
 from mmadapt.adapters.epalm import EPALMConfig
+from mmadapt.adapters.llava import LLaVAProjectorConfig
 from mmadapt.adapters.solo import SOLOConfig
 from mmadapt.adapters.token_rolling import TokenRollingConfig
 from mmadapt.cli import main
@@ -36,7 +37,7 @@ BASE = {"model": {"adapter": {"name": "epalm"}}, "tasks": {"vqa": {}}}
 def test_shipped_recipes_validate(recipe):
     cfg = Config.from_yaml(recipe)
     if cfg.model.assembly == "perceptual_lm":
-        assert isinstance(cfg.model.adapter, (EPALMConfig, SOLOConfig))
+        assert isinstance(cfg.model.adapter, (EPALMConfig, SOLOConfig, LLaVAProjectorConfig))
     elif cfg.model.assembly == "dense_multitask":  # Polyhistor: a dense adapter and the tasks with their kinds
         assert cfg.model.adapter.name in {"polyhistor", "polyhistor_lite", "bottleneck", "lora"}
         assert cfg.model.encoder.kind == "hf_swin"

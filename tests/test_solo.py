@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 from PIL import Image
-from tiny import tiny_lm
+from tiny import assert_reloads_identically, tiny_lm
 
 from mmadapt.adapters.lora import LoRAConfig
 from mmadapt.adapters.solo import SOLO, SPECIAL_TOKENS, PatchBatch, SOLOConfig, n_image_tokens, visual_layout
@@ -270,10 +270,7 @@ def test_save_pretrained_then_from_pretrained_gives_identical_generations(tmp_pa
     meta = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
     assert meta["adapter_type"] == "solo" and meta["vision_model_name_or_path"] is None
     assert meta["model"]["adapter"]["lora"]["r"] == 8
-    again = PerceptualLM.from_pretrained(tmp_path / "adapter")
-    assert [again.generate(batch, PROMPTS, max_new_tokens=6, num_beams=b) for b in (1, 2)] == before
-    for (name, a), (_, b) in zip(model.adapter.state_dict().items(), again.adapter.state_dict().items()):
-        assert torch.equal(a, b), name
+    assert_reloads_identically(model, tmp_path / "adapter", batch, PROMPTS, before)
 
 
 def test_config_errors_name_the_key():

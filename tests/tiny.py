@@ -96,3 +96,16 @@ def make_model(config, lm_kind: str = "opt", seed: int = 0):
     torch.manual_seed(seed + 1)
     adapter = EPALM(model_cfg.adapter, vit.hidden_size, vit.num_layers, lm)
     return PerceptualLM(model_cfg, lm, vit, adapter)
+
+
+def assert_reloads_identically(model, folder, perception, prompts, before) -> None:
+    """``PerceptualLM.from_pretrained(folder)`` (after ``model.save_pretrained(folder)``) generates ``before``
+    (greedy, then 2 beams, 6 new tokens) and holds bit-identical adapter weights."""
+    import torch
+
+    from mmadapt.models.perceptual_lm import PerceptualLM
+
+    again = PerceptualLM.from_pretrained(folder)
+    assert [again.generate(perception, prompts, max_new_tokens=6, num_beams=b) for b in (1, 2)] == before
+    for (name, a), (_, b) in zip(model.adapter.state_dict().items(), again.adapter.state_dict().items()):
+        assert torch.equal(a, b), name

@@ -6,6 +6,10 @@ All expose the same small interface, which is what the adapters need:
 - ``layer_cls(pixel_values) -> Tensor [B, L, D]`` — the [CLS] token after each of the ``L`` transformer
   blocks, passed through the encoder's final LayerNorm (as eP-ALM feeds them to its connector);
 - ``layer_tokens(pixel_values) -> list[Tensor [B, N, D]]`` — every token after each block (no final norm);
+- ``hidden_states(pixel_values, layer) -> Tensor [B, 1+N, D]`` — every token ([CLS] first, then the N patches)
+  of one layer, indexed like Hugging Face's ``output_hidden_states`` tuple (0: the embeddings as the first
+  block reads them, k: after block k, negative from the end: -1 the last block, -2 the penultimate — LLaVA's
+  choice); no final norm; the blocks above ``layer`` are not run;
 - ``hidden_size``, ``num_layers``, ``identity`` (a string naming weights + preprocessing, for caches);
 - ``run_blocks(tokens [B, N, D], mask [B, N]) -> (hidden [B, 1+N, D], mask [B, 1+N])`` — the encoder as a
   *shared* transformer for tokens of any modality (Meta-Transformer): its own patch and position embeddings
@@ -24,6 +28,7 @@ from PIL import Image
 from torch import nn
 
 from mmadapt.backbones.base import DTYPES, TokenEncoder, freeze, resolve_name, run_hf_block
+from mmadapt.errors import ConfigError
 from mmadapt.registry import register
 
 
@@ -39,6 +44,11 @@ class VisionEncoder(TokenEncoder, abc.ABC):
 
     @abc.abstractmethod
     def layer_cls(self, pixel_values: torch.Tensor) -> torch.Tensor: ...
+
+    def hidden_states(self, pixel_values: torch.Tensor, layer: int) -> torch.Tensor:
+        """Every token of layer ``layer`` (see the module docstring) → ``[B, 1+N, D]``, [CLS] first."""
+        raise ConfigError(f"{type(self).__name__} does not expose one layer's tokens (hidden_states); use an "
+                          "image encoder (hf_vit, hf_clip_vision, open_clip)")
 
     def load(self, source):
         """One input file → what :meth:`preprocess` takes (images: an RGB ``PIL.Image``; video and audio
@@ -70,6 +80,17 @@ class _HFVisionEncoder(VisionEncoder):
     def layer_cls(self, pixel_values: torch.Tensor) -> torch.Tensor:
         cls = torch.stack([h[:, 0] for h in self.layer_tokens(pixel_values)], dim=1)
         return self.final_norm(cls)
+
+    def hidden_states(self, pixel_values: torch.Tensor, layer: int) -> torch.Tensor:
+        """``out.hidden_states[layer]`` of ``model(pixel_values, output_hidden_states=True)`` → [B, 1+N, D],
+        computed by running the embeddings and only the blocks up to ``layer`` (nothing above it, and no other
+        layer's states kept)."""
+        depth = absolute_layer(layer, self.num_layers)
+        hidden = self._pre_blocks(self._embeddings(pixel_values.to(self.dtype)))
+        for block in self.blocks[:depth]:
+            out = block(hidden, None)
+            hidden = out[0] if isinstance(out, tuple) else out
+        return hidden
 
     def _run_block(self, block: nn.Module, hidden: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
         return run_hf_block(block, hidden, key_mask)
@@ -209,6 +230,17 @@ class OpenCLIPViT(VisionEncoder):
         out = self._intermediates(pixel_values, normalize=True)  # ln_post on every layer's tokens
         return torch.cat(out["image_intermediates_prefix"], dim=1)
 
+    def hidden_states(self, pixel_values: torch.Tensor, layer: int) -> torch.Tensor:
+        """Layer ``layer``'s tokens → [B, 1+N, D]: 0 is ``ln_pre`` of the embeddings (what the first block reads,
+        as Hugging Face CLIP's ``hidden_states[0]``), k ≥ 1 the output of block k (open_clip's
+        ``forward_intermediates``, stopping there)."""
+        depth = absolute_layer(layer, self.num_layers)
+        if depth == 0:
+            return self.visual._embeds(pixel_values)
+        out = self.visual.forward_intermediates(pixel_values, indices=[depth - 1], stop_early=True,
+                                                intermediates_only=True, output_fmt="NLC", output_extra_tokens=True)
+        return torch.cat([out["image_intermediates_prefix"][0], out["image_intermediates"][0]], dim=1)
+
     @property
     def blocks(self) -> list[nn.Module]:
         return list(self.visual.transformer.resblocks)
@@ -233,6 +265,15 @@ class OpenCLIPViT(VisionEncoder):
         additive = torch.zeros(B, 1, L, dtype=hidden.dtype, device=hidden.device)
         additive.masked_fill_(~key_mask[:, None, :], torch.finfo(hidden.dtype).min)
         return block(hidden, attn_mask=additive.expand(B, L, L).repeat_interleave(heads, dim=0))
+
+
+def absolute_layer(layer: int, num_layers: int) -> int:
+    """A layer index of the ``num_layers + 1`` hidden states (embeddings, then each block; negative counts from
+    the end, -1 = the last block) → its index from 0. Raises ``ValueError`` outside ``[-(L+1), L]``."""
+    if not -(num_layers + 1) <= layer <= num_layers:
+        raise ValueError(f"layer {layer} is outside the encoder's hidden states [-{num_layers + 1}, {num_layers}] "
+                         f"(0: embeddings, 1..{num_layers}: after each block, -1: the last block)")
+    return layer % (num_layers + 1)
 
 
 def _as_grid(table: torch.Tensor, rows: int, cols: int | None = None) -> torch.Tensor:
