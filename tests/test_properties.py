@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 import mmadapt
 from mmadapt import registry
-from mmadapt.config import Config, TaskConfig
+from mmadapt.config import Config
 from mmadapt.errors import ConfigError, DataError
 
 PACKAGE = Path(mmadapt.__file__).resolve().parent  # errors must be raised by code under here

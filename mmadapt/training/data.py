@@ -2,8 +2,9 @@
 
 Every task turns its data into examples: :class:`Example` s for text tasks (an image, a text prefix, a
 target, a prefix loss weight), :class:`LabelledExample` s for classification / regression (a source — a
-file path or an already-loaded sample — and a label). The assembly collates them (``collate_train``). The order of examples is a function of (seed, step) only, so a resumed run sees exactly the
-batches an uninterrupted one would, and N ranks together see exactly the global batch one rank would.
+file path or an already-loaded sample — and a label). The assembly collates them (``collate_train``).
+The order of examples is a function of (seed, step) only, so a resumed run sees exactly the batches an
+uninterrupted one would, and N ranks together see exactly the global batch one rank would.
 """
 
 from __future__ import annotations

@@ -141,7 +141,8 @@ class Trainer:
             for name, params in groups.items()
         ]
         optimizer = SkippableAdamW(param_groups, weight_decay=self.train_cfg.weight_decay)
-        schedule = cosine_with_warmup(self.train_cfg.warmup_steps, self.train_cfg.max_steps, self.train_cfg.min_lr_ratio)
+        cfg = self.train_cfg
+        schedule = cosine_with_warmup(cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         self.model.to(self.device)
         engine, _, _, _ = deepspeed.initialize(
