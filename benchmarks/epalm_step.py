@@ -61,8 +61,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -72,6 +70,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import (child_env, environment, loadavg, mib, proc_status, reset_peak,  # noqa: E402
+                     write_json)
 
 # Real sizes.
 OPT125M = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, ffn_dim=3072, vocab_size=50272,
@@ -95,52 +96,32 @@ QA = [
 PROMPT = "question: {q} answer:"
 
 
+# ----------------------------------------------------------------------------------------- fast paths
+#: the library's training fast paths (``train.*`` recipe keys, mmadapt/training/fast_paths.py), one per variant
+VARIANTS = {
+    "fp32": {},
+    "bf16": {"autocast": "bf16"},
+    "checkpointing": {"gradient_checkpointing": True},
+    "compile": {"compile": True},
+}
+
+
+def apply_variant(model, variant: str):
+    """Apply a variant's fast paths to ``model`` the way the trainer does; returns the train settings."""
+    from types import SimpleNamespace
+
+    from mmadapt.training.fast_paths import apply_fast_paths
+
+    fast = SimpleNamespace(**{"autocast": "none", "gradient_checkpointing": False, "compile": False,
+                              **VARIANTS[variant]})
+    apply_fast_paths(model, fast)
+    return fast
+
+
 # --------------------------------------------------------------------------------------------- helpers
-def proc_status() -> dict[str, int]:
-    """VmRSS / VmHWM of this process in KiB."""
-    out = {}
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(("VmRSS:", "VmHWM:")):
-                key, val = line.split(":")
-                out[key] = int(val.split()[0])
-    return out
-
-
-def reset_peak() -> bool:
-    """Reset the kernel's peak-RSS counter (VmHWM) to the current RSS (Linux ≥ 4.0)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def mib(kib: int) -> float:
-    return kib / 1024.0
-
-
 def stats(times: list[float]) -> dict[str, float]:
     return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "n": len(times),
             "all_s": times}
-
-
-def loadavg() -> list[float]:
-    try:
-        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
-    except OSError:
-        return []
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def word_tokenizer(vocab_size: int):
@@ -251,7 +232,8 @@ def phase_matmul(args) -> dict:
     torch.set_num_threads(args.threads)
     n = args.mm_size
     g = torch.Generator().manual_seed(0)
-    a, b = torch.randn(n, n, generator=g), torch.randn(n, n, generator=g)
+    dtype = torch.bfloat16 if args.variant == "bf16" else torch.float32
+    a, b = torch.randn(n, n, generator=g).to(dtype), torch.randn(n, n, generator=g).to(dtype)
     for _ in range(2):
         torch.mm(a, b)
     times = []
@@ -260,14 +242,18 @@ def phase_matmul(args) -> dict:
         torch.mm(a, b)
         times.append(time.perf_counter() - t0)
     flops = 2 * n ** 3
-    return {"size": n, "flops_per_mm": flops, **stats(times), "flops_per_s": flops / statistics.median(times)}
+    return {"size": n, "dtype": str(dtype).removeprefix("torch."), "flops_per_mm": flops, **stats(times),
+            "flops_per_s": flops / statistics.median(times)}
 
 
 def phase_model(args, train: bool) -> dict:
     import torch
 
+    from mmadapt.training.fast_paths import autocast_context
+
     torch.set_num_threads(args.threads)
     model = build_model(args.seed)
+    fast = apply_variant(model, args.variant)
     pixels, prefix, target = make_batch(args.batch, args.seed)
     text = model.tokenize(prefix, target, 0.1)
     lengths = text.mask.sum(dim=1).tolist()
@@ -299,7 +285,8 @@ def phase_model(args, train: bool) -> dict:
     def train_step():
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        loss = model(pixels, prefix, target, 0.1)
+        with autocast_context(fast, torch.device("cpu")):
+            loss = model(pixels, prefix, target, 0.1)
         t1 = time.perf_counter()
         loss.backward()
         t2 = time.perf_counter()
@@ -310,7 +297,7 @@ def phase_model(args, train: bool) -> dict:
         return loss
 
     def infer_step():
-        with torch.no_grad():
+        with torch.no_grad(), autocast_context(fast, torch.device("cpu")):
             return model(pixels, prefix, target, 0.1)
 
     step = train_step if train else infer_step
@@ -336,7 +323,7 @@ def phase_model(args, train: bool) -> dict:
         info["optimizer_state_tensors"] = sum(len(s) for s in opt.state.values())
     else:  # the frozen encoder alone, for the breakdown (after the peak was read)
         vt = []
-        with torch.no_grad():
+        with torch.no_grad(), autocast_context(fast, torch.device("cpu")):
             for i in range(1 + max(1, args.steps // 2)):
                 t0 = time.perf_counter()
                 model.vision.layer_cls(pixels)
@@ -349,9 +336,9 @@ def phase_model(args, train: bool) -> dict:
 def run_child(phase: str, args) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--phase", phase, "--batch", str(args.batch),
            "--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads),
-           "--seed", str(args.seed), "--mm-size", str(args.mm_size), "--mm-repeats", str(args.mm_repeats)]
-    env = dict(os.environ, TOKENIZERS_PARALLELISM="false", TRANSFORMERS_VERBOSITY="error",
-               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+           "--seed", str(args.seed), "--mm-size", str(args.mm_size), "--mm-repeats", str(args.mm_repeats),
+           "--variant", args.variant]
+    env = child_env()
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(ROOT))
     if proc.returncode != 0:
@@ -418,6 +405,53 @@ def report(res: dict) -> str:
     return "\n".join(lines)
 
 
+def run(args) -> dict:
+    """Measure one variant (``args.variant``): matmul, inference, training, matmul — each in a subprocess."""
+    import torch
+
+    env = environment(cpu_capability=torch.backends.cpu.get_cpu_capability(), threads=args.threads)
+    print(f"[{args.variant}] running phases in subprocesses ({args.threads} threads, load {env['loadavg_start']})",
+          file=sys.stderr)
+    mm0 = run_child("matmul", args)
+    infer = run_child("infer", args)
+    train = run_child("train", args)
+    mm1 = run_child("matmul", args)
+    env["loadavg_end"] = loadavg()
+
+    mm_times = mm0["all_s"] + mm1["all_s"]
+    mm = {"size": args.mm_size, "dtype": mm0["dtype"], "flops_per_mm": mm0["flops_per_mm"], **stats(mm_times)}
+    mm["flops_per_s"] = mm["flops_per_mm"] / mm["median_s"]
+    flops = count_flops(args.batch, train["padded_text_len"], train["n_prefix"], train["scored_positions"],
+                        len(train["injection_layers"]))
+    achieved = {"train": flops["train_step"] / train["time"]["median_s"],
+                "infer": flops["inference_forward"] / infer["time"]["median_s"]}
+    return {
+        "benchmark": "epalm_step", "variant": args.variant, "fast_paths": VARIANTS[args.variant],
+        "batch": args.batch, "steps": args.steps, "warmup": args.warmup,
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "env": env, "train": train, "infer": infer, "matmul": mm, "matmul_runs": [mm0, mm1],
+        "flops": flops, "achieved": achieved,
+        "ratio": {k: v / mm["flops_per_s"] for k, v in achieved.items()},
+        "memory": {"train_peak_mib": train["hwm_phase_mib"], "infer_peak_mib": infer["hwm_phase_mib"],
+                   "train_peak_delta_mib": train["peak_delta_mib"], "infer_peak_delta_mib": infer["peak_delta_mib"],
+                   "train_over_infer_peak": train["hwm_phase_mib"] / infer["hwm_phase_mib"]},
+    }
+
+
+def compare(results: dict[str, dict]) -> str:
+    """One line per variant: step times, achieved / dense-matmul FLOP/s (same dtype), peaks."""
+    head = (f"{'variant':<15}{'train s':>9}{'infer s':>9}{'GFLOP/s':>9}{'/ dense':>9}{'dense':>10}"
+            f"{'train MiB':>11}{'infer MiB':>11}{'train/inf':>10}{'loss':>9}")
+    lines = ["eP-ALM step, OPT-125m + ViT-B/16 — fast paths side by side (dense = torch.mm of the variant's dtype)",
+             head]
+    for name, r in results.items():
+        lines.append(f"{name:<15}{r['train']['time']['median_s']:>9.3f}{r['infer']['time']['median_s']:>9.3f}"
+                     f"{r['achieved']['train'] / 1e9:>9.1f}{r['ratio']['train']:>9.2f}{r['matmul']['dtype']:>10}"
+                     f"{r['memory']['train_peak_mib']:>11.0f}{r['memory']['infer_peak_mib']:>11.0f}"
+                     f"{r['memory']['train_over_infer_peak']:>10.2f}{r['train']['loss']:>9.4f}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--batch", type=int, default=8)
@@ -427,8 +461,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--mm-size", type=int, default=2048)
     ap.add_argument("--mm-repeats", type=int, default=10)
+    ap.add_argument("--variants", default="fp32",
+                    help=f"comma-separated fast-path variants to measure side by side: {', '.join(VARIANTS)}")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     ap.add_argument("--phase", choices=["matmul", "train", "infer"], default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--variant", choices=list(VARIANTS), default="fp32", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
     if args.threads <= 0:
@@ -441,40 +478,20 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(out))
         return
 
-    import torch
-    import transformers
-
-    env = {"torch": torch.__version__, "transformers": transformers.__version__, "cpu": cpu_name(),
-           "cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": args.threads,
-           "nproc": os.cpu_count(), "python": platform.python_version(), "loadavg_start": loadavg()}
-    print(f"running phases in subprocesses ({args.threads} threads, load {env['loadavg_start']})", file=sys.stderr)
-    mm0 = run_child("matmul", args)
-    infer = run_child("infer", args)
-    train = run_child("train", args)
-    mm1 = run_child("matmul", args)
-    env["loadavg_end"] = loadavg()
-
-    mm_times = mm0["all_s"] + mm1["all_s"]
-    mm = {"size": args.mm_size, "flops_per_mm": mm0["flops_per_mm"], **stats(mm_times)}
-    mm["flops_per_s"] = mm["flops_per_mm"] / mm["median_s"]
-    flops = count_flops(args.batch, train["padded_text_len"], train["n_prefix"], train["scored_positions"],
-                        len(train["injection_layers"]))
-    achieved = {"train": flops["train_step"] / train["time"]["median_s"],
-                "infer": flops["inference_forward"] / infer["time"]["median_s"]}
-    res = {
-        "benchmark": "epalm_step", "batch": args.batch, "steps": args.steps, "warmup": args.warmup,
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "env": env, "train": train, "infer": infer, "matmul": mm, "matmul_runs": [mm0, mm1],
-        "flops": flops, "achieved": achieved,
-        "ratio": {k: v / mm["flops_per_s"] for k, v in achieved.items()},
-        "memory": {"train_peak_mib": train["hwm_phase_mib"], "infer_peak_mib": infer["hwm_phase_mib"],
-                   "train_peak_delta_mib": train["peak_delta_mib"], "infer_peak_delta_mib": infer["peak_delta_mib"]},
-    }
-    print(report(res))
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(res, indent=2))
-        print(f"wrote {args.json}", file=sys.stderr)
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown:
+        ap.error(f"--variants: unknown {unknown}; choose from {list(VARIANTS)}")
+    results = {}
+    for variant in variants:
+        args.variant = variant
+        results[variant] = run(args)
+    print(report(results[variants[0]]))
+    if len(results) > 1:
+        print()
+        print(compare(results))
+    write_json(results[variants[0]] if len(results) == 1 else {"benchmark": "epalm_step", "variants": results},
+               args.json)
 
 
 if __name__ == "__main__":

@@ -33,9 +33,6 @@ and divided by this machine's dense fp32 ``torch.mm`` 2048² throughput, measure
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -45,6 +42,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import environment, loadavg, write_json  # noqa: E402
 
 
 def stats(times: list[float]) -> dict[str, float]:
@@ -61,23 +60,6 @@ def timed(fn: Callable[[], object], repeats: int, warmup: int) -> dict[str, floa
         fn()
         times.append(time.perf_counter() - t0)
     return stats(times)
-
-
-def loadavg() -> list[float]:
-    try:
-        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
-    except OSError:
-        return []
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def forward_flops(cfg, batch: int, dim: int) -> int:
@@ -186,17 +168,13 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    env = {"torch": torch.__version__, "cpu": cpu_name(), "threads": torch.get_num_threads(),
-           "nproc": os.cpu_count(), "python": platform.python_version(), "loadavg_start": loadavg()}
+    env = environment(threads=torch.get_num_threads())
     res = run(args)
     env["loadavg_end"] = loadavg()
     res = {"benchmark": "point_groups", "command": " ".join([Path(sys.executable).name, *sys.argv]),
            "args": vars(args) | {"json": None if args.json is None else str(args.json)}, "env": env, **res}
     print(report(res))
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(res, indent=2))
-        print(f"wrote {args.json}", file=sys.stderr)
+    write_json(res, args.json)
 
 
 if __name__ == "__main__":

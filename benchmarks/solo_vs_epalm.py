@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _recipes import FAMILIES, scenes_vqa_overrides, train_vqa  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = {
@@ -34,48 +35,11 @@ METHODS = {
     "solo + lora": (ROOT / "adapters" / "solo" / "synthetic.yaml", ["model.adapter.lora.r=8"]),
     "epalm": (ROOT / "adapters" / "epalm" / "demo.yaml", []),
 }
-FAMILIES = {"what color is the": "color", "what shape is the": "shape", "how many": "count", "is the": "side",
-            "is there a": "yes/no"}
-
-
-def lm_tokens_per_sample(model, examples) -> float:
-    """Mean number of real LM input tokens (prefix / image span + prompt + answer + EOS) per sample."""
-    import torch
-
-    lengths = []
-    with torch.no_grad():
-        for start in range(0, len(examples), 64):
-            inputs, _ = model.collate_train(examples[start:start + 64])
-            text = model.tokenize(inputs["prefix"], inputs["target"], inputs["prefix_loss_weight"])
-            perception = model._perception(inputs["pixel_values"].to(model.device))
-            _, _, _, valid = model._prefill_inputs(text, perception)
-            lengths += valid.sum(dim=1).tolist()
-    return statistics.mean(lengths)
 
 
 def run(method: str, common: list[str], out: Path) -> dict:
-    import mmadapt
-    from mmadapt.api import training_examples
-
     recipe, extra = METHODS[method]
-    cfg = mmadapt.load_recipe(recipe, [*common, *extra, f"output_dir={out}"])
-    t0 = time.perf_counter()
-    tasks = mmadapt.build_tasks(cfg)
-    model = mmadapt.build_model(cfg, tasks)
-    trainable = sum(p.numel() for p in model.trainable_parameters())
-    total = sum(p.numel() for p in model.parameters())
-    examples = training_examples(cfg, tasks)
-    tokens = lm_tokens_per_sample(model, examples[:512])
-    result = mmadapt.train(cfg, model=model, quiet=True)
-    clock = [0.0] + [r["time"] for r in result.records]
-    steps = [b - a for a, b in zip(clock, clock[1:])][5:]  # the first steps warm up allocators
-    scores = mmadapt.evaluate(model, cfg, tasks=tasks, quiet=True)["vqa"]
-    return {"vqa": scores["overall"],
-            "families": {FAMILIES[q]: v for q, v in scores["perQuestionType"].items() if q in FAMILIES},
-            "trainable": trainable, "total": total, "trainable_pct": round(100 * trainable / total, 2),
-            "step_s_median": round(statistics.median(steps), 4), "lm_tokens_per_sample": round(tokens, 1),
-            "final_loss": round(statistics.mean(r["loss"] for r in result.records[-20:]), 4),
-            "wall_s": round(time.perf_counter() - t0, 1), "baselines": tasks["vqa"].baselines(out)}
+    return train_vqa(recipe, [*common, *extra], out)
 
 
 def main() -> int:
@@ -90,10 +54,7 @@ def main() -> int:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     data = args.data or cache_root() / "data" / "scenes"
-    common = ["tasks.caption=null", f"train.max_steps={args.steps}", f"train.batch_size={args.batch}",
-              f"train.lr={args.lr}", f"train.prompt_lr={args.lr}", "train.warmup_steps=30", "train.weight_decay=0.0",
-              "train.seed=0", "eval.batch_size=100",
-              *[f"tasks.vqa.{split}.root={data}" for split in ("train", "eval")]]
+    common = scenes_vqa_overrides(data, args.steps, args.batch, args.lr)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for method in args.methods:

@@ -1,0 +1,80 @@
+"""Shared by the benchmarks: this process's resident memory and its high-water mark, the machine they ran on, and
+writing their JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+
+def proc_status() -> dict[str, int]:
+    """VmRSS / VmHWM of this process in KiB."""
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                key, val = line.split(":")
+                out[key] = int(val.split()[0])
+    return out
+
+
+def reset_peak() -> bool:
+    """Reset the kernel's peak-RSS counter (VmHWM) to the current RSS (Linux ≥ 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def mib(kib: int) -> float:
+    return kib / 1024.0
+
+
+def loadavg() -> list[float]:
+    try:
+        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    except OSError:
+        return []
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment a benchmark's subprocess runs in: this one, offline and quiet (no hub access, no tokenizer
+    threads, no library banners), DeepSpeed's compiled ops cached where the tests keep them, plus ``extra``."""
+    env = dict(os.environ, TOKENIZERS_PARALLELISM="false", TRANSFORMERS_VERBOSITY="error", HF_HUB_OFFLINE="1",
+               TRANSFORMERS_OFFLINE="1", MMADAPT_QUIET="1")
+    env.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "mmadapt" / "torch_extensions"))
+    return {**env, **extra}
+
+
+def environment(**extra) -> dict:
+    """What a result depends on besides its arguments: library versions, CPU, cores, the load when it started
+    (the caller adds ``loadavg_end``), plus ``extra`` (e.g. ``threads``)."""
+    import torch
+    import transformers
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__, "cpu": cpu_name(),
+            "nproc": os.cpu_count(), "python": platform.python_version(), **extra, "loadavg_start": loadavg()}
+
+
+def write_json(result: dict, path: Path | None) -> None:
+    """Write ``result`` to ``path`` (parents created; nothing when ``path`` is None) and say so on stderr."""
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, default=str))
+    print(f"wrote {path}", file=sys.stderr)
