@@ -88,7 +88,7 @@ def _peers_checks(r: dict) -> list:
 
 BENCHES: dict[str, Bench] = {
     "cache": Bench("feature_cache.py", [], ["--images", "6", "--batch", "4"], _cache_checks),
-    "fast": Bench("epalm_step.py", ["--variants", "fp32,bf16,checkpointing,compile"],
+    "fast": Bench("epalm_step.py", ["--variants", "fp32,bf16,bf16_frozen,checkpointing,compile"],
                   ["--variants", "fp32,bf16", "--batch", "2", "--steps", "1", "--mm-size", "512", "--mm-repeats", "2"],
                   _fast_checks),
     "generation": Bench("generation.py", [], ["--quick"], _generation_checks),

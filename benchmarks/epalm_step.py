@@ -101,6 +101,9 @@ PROMPT = "question: {q} answer:"
 VARIANTS = {
     "fp32": {},
     "bf16": {"autocast": "bf16"},
+    # bf16 autocast with the frozen backbones stored in bf16 (recipe: model.lm.dtype / model.vision.dtype =
+    # bfloat16), so no fp32 weight is cast to bf16 at every matmul; the adapter and its optimizer stay fp32
+    "bf16_frozen": {"autocast": "bf16", "frozen_dtype": "bfloat16"},
     "checkpointing": {"gradient_checkpointing": True},
     "compile": {"compile": True},
 }
@@ -112,8 +115,14 @@ def apply_variant(model, variant: str):
 
     from mmadapt.training.fast_paths import apply_fast_paths
 
-    fast = SimpleNamespace(**{"autocast": "none", "gradient_checkpointing": False, "compile": False,
-                              **VARIANTS[variant]})
+    import torch
+
+    settings = dict(VARIANTS[variant])
+    frozen_dtype = settings.pop("frozen_dtype", None)
+    if frozen_dtype is not None:  # as load_lm / load_vision_encoder do for a recipe's dtype
+        model.lm.model.to(getattr(torch, frozen_dtype))
+        model.vision.to(getattr(torch, frozen_dtype))
+    fast = SimpleNamespace(**{"autocast": "none", "gradient_checkpointing": False, "compile": False, **settings})
     apply_fast_paths(model, fast)
     return fast
 
@@ -232,7 +241,7 @@ def phase_matmul(args) -> dict:
     torch.set_num_threads(args.threads)
     n = args.mm_size
     g = torch.Generator().manual_seed(0)
-    dtype = torch.bfloat16 if args.variant == "bf16" else torch.float32
+    dtype = torch.bfloat16 if VARIANTS[args.variant].get("autocast") == "bf16" else torch.float32
     a, b = torch.randn(n, n, generator=g).to(dtype), torch.randn(n, n, generator=g).to(dtype)
     for _ in range(2):
         torch.mm(a, b)

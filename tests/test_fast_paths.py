@@ -71,6 +71,25 @@ def test_bf16_autocast_keeps_fp32_weights_and_close_gradients(scenes_root, tmp_p
         assert cos > 0.9, f"{k}: bf16 gradient direction off (cos {cos:.3f})"
 
 
+def test_bf16_autocast_over_bf16_frozen_backbones_trains_the_fp32_adapter(scenes_root, tmp_path):
+    """The fastest CPU path (benchmarks: epalm_step.py variant bf16_frozen): frozen LM and ViT stored in bf16
+    (a recipe's model.lm.dtype / model.vision.dtype), bf16 autocast; the adapter and its gradients stay fp32."""
+    cfg = tiny_config(scenes_root, tmp_path)
+    images = batch(scenes_root)
+    ref_loss, ref_grads = loss_and_grads(make_model(cfg), images, fast())
+    model = make_model(cfg)
+    model.lm.model.to(torch.bfloat16)
+    model.vision.to(torch.bfloat16)
+    loss, grads = loss_and_grads(model, images, fast(autocast="bf16"))
+    assert abs(loss.item() - ref_loss.item()) < 0.05 * ref_loss.item()
+    assert set(grads) == set(ref_grads)
+    assert all(p.dtype == torch.float32 for p in model.trainable_parameters())
+    for k, g in grads.items():
+        assert g.dtype == torch.float32 and torch.isfinite(g).all()
+        cos = torch.nn.functional.cosine_similarity(g.flatten(), ref_grads[k].flatten(), dim=0)
+        assert cos > 0.9, f"{k}: gradient direction off over bf16 backbones (cos {cos:.3f})"
+
+
 @pytest.mark.parametrize("prompt_len", [0, 3])
 def test_no_graph_is_kept_below_the_first_trained_input(scenes_root, tmp_path, prompt_len):
     cfg = tiny_config(scenes_root, tmp_path)
