@@ -178,6 +178,62 @@ def test_beam_search_with_one_beam_is_greedy_and_beams_score_higher(model):
     assert len(beams) == 3 and all(isinstance(b, str) for b in beams)
 
 
+class _ScriptedLM:
+    """Stands in for PerceptualLM inside ``_beam_search``: the log-probabilities of the next token (0 = EOS,
+    1, 2) are a table of (sample, tokens so far); the "KV cache" is each row's token history."""
+
+    TABLES = {
+        # sample 0 alone: after step 2 it has finished "1" (-0.6 / 2 = -0.3) and "2" (-0.6), its best live beam
+        # scores -1.05 / 2, so it is decided: "1". Beams kept alive past that point would later finish "2 1 1"
+        # at -1.07 / 4 = -0.27 > -0.3 — an answer that depends on whether a longer sample shares the batch.
+        0: {(): [-9, -0.5, -1.0], (1,): [-0.1, -3, -3], (2,): [-0.2, -0.05, -9], (2, 1): [-9, -0.01, -9],
+            (2, 1, 1): [-0.01, -9, -9], (1, 1): [-0.1, -9, -8]},
+        1: {},  # sample 1 never ends: "1" at -0.01 forever, to max_new_tokens
+    }
+    DEFAULT = {0: [-5, -6, -7], 1: [-9, -0.01, -8]}
+
+    def __init__(self):
+        from types import SimpleNamespace
+
+        self.lm = SimpleNamespace(tokenizer=SimpleNamespace(eos_token_id=0))
+        self.device = torch.device("cpu")
+        self._sample_done = PerceptualLM._sample_done
+        self._best_hypothesis = PerceptualLM._best_hypothesis
+        self.history: list[tuple[int, ...]] = []
+
+    def logprobs(self, samples: torch.Tensor) -> torch.Tensor:
+        return torch.tensor([self.TABLES[s].get(h, self.DEFAULT[s]) for s, h in zip(samples.tolist(), self.history)],
+                            dtype=torch.float32)
+
+    # the cache interface _beam_search uses
+    def batch_repeat_interleave(self, n: int) -> None:
+        self.history = [h for h in self.history for _ in range(n)]
+
+    def reorder_cache(self, rows: torch.Tensor) -> None:
+        self.history = [self.history[i] for i in rows.tolist()]
+
+    def _step(self, tokens, valid, next_pos, cache):
+        self.history = [h + (t,) for h, t in zip(self.history, tokens.tolist())]
+        return self.logprobs(valid), valid, next_pos
+
+    def _decode(self, ids: torch.Tensor) -> tuple[int, ...]:
+        return tuple(ids.tolist())
+
+    def search(self, samples: list[int], beams: int = 2, max_new_tokens: int = 6):
+        self.history = [() for _ in samples]
+        valid = torch.tensor(samples)  # stands for the attention mask; carries each row's sample id
+        return PerceptualLM._beam_search(self, self.logprobs(valid), valid, valid.clone(), self, len(samples),
+                                         beams, max_new_tokens, 1.0)
+
+
+def test_batched_beam_search_decides_each_sample_as_if_it_ran_alone():
+    lm = _ScriptedLM()
+    alone = [lm.search([0])[0], lm.search([1])[0]]
+    assert alone == [(1,), (1, 1, 1, 1, 1, 1)]
+    assert lm.search([0, 1]) == alone
+    assert lm.search([1, 0]) == alone[::-1]
+
+
 def test_rank_picks_the_most_likely_candidate(model):
     pv = model.vision.preprocess(images(2))
     cands = ["red", "blue", "2", "left", "a red circle"]

@@ -278,6 +278,10 @@ class PerceptualLM(Assembly):
         return F.log_softmax(self.lm.logits(hidden[:, -1]).float(), dim=-1), valid, positions + 1
 
     def _beam_search(self, logprobs, valid, next_pos, cache, B, beams, max_new_tokens, length_penalty):
+        """Beam search over a batch in which every sample is decided as if it ran alone: once a sample meets the
+        stopping rule (:meth:`_sample_done`) its answer is fixed, and it gets no more beams or hypotheses while
+        the rest of the batch goes on (HF's ``BeamScorer`` ``_done`` flags), so batch composition never changes
+        an answer."""
         eos = self.lm.tokenizer.eos_token_id
         V = logprobs.shape[-1]
         cache.batch_repeat_interleave(beams)
@@ -288,6 +292,7 @@ class PerceptualLM(Assembly):
         logprobs = logprobs.repeat_interleave(beams, dim=0)
         seqs = torch.zeros(B * beams, 0, dtype=torch.long, device=self.device)
         finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(B)]
+        answers: list[list[int] | None] = [None] * B  # a sample's answer, once decided
         for step in range(max_new_tokens):
             cand = (scores.view(B * beams, 1) + logprobs).view(B, beams * V)
             top_scores, top_idx = cand.topk(2 * beams, dim=1)
@@ -296,6 +301,8 @@ class PerceptualLM(Assembly):
             new_tokens = torch.full((B, beams), eos, dtype=torch.long, device=self.device)
             new_src = torch.zeros((B, beams), dtype=torch.long, device=self.device)
             for b in range(B):
+                if answers[b] is not None:  # decided: no live beams (its rows only ride along in the cache)
+                    continue
                 k = 0
                 for s, bi, ti in zip(top_scores[b].tolist(), beam_idx[b].tolist(), token_idx[b].tolist()):
                     if s == float("-inf"):
@@ -311,32 +318,41 @@ class PerceptualLM(Assembly):
             flat_src = (torch.arange(B, device=self.device)[:, None] * beams + new_src).view(-1)
             seqs = torch.cat([seqs[flat_src], new_tokens.view(-1, 1)], dim=1)
             scores = new_scores
-            if self._beams_done(finished, scores, beams, seqs.shape[1], length_penalty):
+            for b in range(B):
+                if answers[b] is None and self._sample_done(finished[b], scores[b], beams, seqs.shape[1],
+                                                            length_penalty):
+                    answers[b] = self._best_hypothesis(finished[b], scores[b], seqs[b * beams:(b + 1) * beams],
+                                                       length_penalty)
+            if all(a is not None for a in answers):
                 break
             cache.reorder_cache(flat_src)
             valid, next_pos = valid[flat_src], next_pos[flat_src]
             logprobs, valid, next_pos = self._step(new_tokens.view(-1), valid, next_pos, cache)
-        results = []
-        for b in range(B):
-            pool = list(finished[b])
-            for k in range(beams):
-                if scores[b, k] > float("-inf"):
-                    hyp = seqs[b * beams + k].tolist()
-                    pool.append((scores[b, k].item() / max(len(hyp), 1) ** length_penalty, hyp))
-            best = max(pool, key=lambda x: x[0])[1] if pool else []
-            results.append(self._decode(torch.tensor(best, dtype=torch.long)))
-        return results
+        for b in range(B):  # max_new_tokens reached: the best of what finished and what is still alive
+            if answers[b] is None:
+                answers[b] = self._best_hypothesis(finished[b], scores[b], seqs[b * beams:(b + 1) * beams],
+                                                   length_penalty)
+        return [self._decode(torch.tensor(a, dtype=torch.long)) for a in answers]
 
     @staticmethod
-    def _beams_done(finished, scores, beams: int, cur_len: int, length_penalty: float) -> bool:
-        """Every sample has ``beams`` finished hypotheses, none beaten by its best live beam (HF's heuristic)."""
-        for b, done in enumerate(finished):
-            best_alive = scores[b].max().item()
-            if best_alive == float("-inf"):
-                continue
-            if len(done) < beams or max(x[0] for x in done) < best_alive / cur_len ** length_penalty:
-                return False
-        return True
+    def _best_hypothesis(finished, scores, seqs, length_penalty: float) -> list[int]:
+        """The best of a sample's finished hypotheses and its live beams (``scores`` [beams], ``seqs`` [beams, T]),
+        each scored by its log-probability over length ** ``length_penalty``; [] when there is none."""
+        pool = list(finished)
+        for k in range(scores.shape[0]):
+            if scores[k] > float("-inf"):
+                hyp = seqs[k].tolist()
+                pool.append((scores[k].item() / max(len(hyp), 1) ** length_penalty, hyp))
+        return max(pool, key=lambda x: x[0])[1] if pool else []
+
+    @staticmethod
+    def _sample_done(done, scores, beams: int, cur_len: int, length_penalty: float) -> bool:
+        """A sample is decided when it has no live beam, or ``beams`` finished hypotheses of which the best is not
+        beaten by its best live beam (HF's heuristic)."""
+        best_alive = scores.max().item()
+        if best_alive == float("-inf"):
+            return True
+        return len(done) >= beams and max(x[0] for x in done) >= best_alive / cur_len ** length_penalty
 
     def _decode(self, ids: torch.Tensor) -> str:
         tok = self.lm.tokenizer
