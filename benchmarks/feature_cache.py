@@ -67,6 +67,12 @@ def _epoch(model, config, examples, label: str) -> dict:
 
 
 def run(args) -> dict:
+    """Both epochs on the same freshly written scenes (in a temporary folder, removed afterwards)."""
+    with tempfile.TemporaryDirectory(prefix="mmadapt-bench-cache-") as tmp:
+        return _run(args, Path(tmp))
+
+
+def _run(args, work: Path) -> dict:
     import torch
 
     from epalm_step import build_model
@@ -76,7 +82,6 @@ def run(args) -> dict:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    work = Path(tempfile.mkdtemp(prefix="mmadapt-bench-cache-"))
     data = work / "scenes"
     write_scenes_dataset(data, "train", args.images, seed=0, image_size=args.image_size)
     plain_cfg = _config(data, work / "plain", args.images, args.batch, None)
