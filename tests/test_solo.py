@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 from PIL import Image
-from tiny import assert_reloads_identically, tiny_lm
+from tiny import assert_reloads_identically, tiny_lm, train_scenes_recipe
 
 from mmadapt.adapters.lora import LoRAConfig
 from mmadapt.adapters.solo import SOLO, SPECIAL_TOKENS, PatchBatch, SOLOConfig, n_image_tokens, visual_layout
@@ -300,18 +300,8 @@ def test_config_errors_name_the_key():
 
 
 def test_recipe_trains_and_evaluates_through_the_tasks(scenes_root, tmp_path):
-    import mmadapt
-
-    # both tasks train; VQA is scored (caption scoring starts Java for its metrics: the slow demo tests cover it)
-    data = [f"tasks.{task}.{split}.{key}" for task in ("vqa", "caption") for split in ("train", "eval")
-            for key in (f"root={scenes_root}", f"n_images={24 if split == 'train' else 6}")]
-    cfg = mmadapt.load_recipe(RECIPE, [
-        f"output_dir={tmp_path / 'run'}", "train.max_steps=2", "train.batch_size=4", "train.warmup_steps=1",
-        "eval.batch_size=4", "model.adapter.lora.r=4", *data, "tasks.caption.eval=null"])
-    result = mmadapt.train(cfg, evaluate_after=True, quiet=True)
+    result = train_scenes_recipe(RECIPE, scenes_root, tmp_path / "run", "model.adapter.lora.r=4")
     assert isinstance(result.model.vision, type(result.model.adapter.processor))
-    assert len(result.records) == 2 and all(r["loss"] > 0 for r in result.records)
-    assert len(result.scores["vqa"]["perQuestion"]) == 6 * 5 and 0 <= result.scores["vqa"]["overall"] <= 100
     saved = sorted((tmp_path / "run" / "checkpoints").iterdir())[-1] / "adapter_model.safetensors"
     from safetensors.torch import load_file
 
