@@ -23,6 +23,7 @@ lower layers, nothing is injected, and the new text tokens get their position em
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -200,9 +201,16 @@ class EPALM(PerceptualAdapter):
 
 def _arg_index(module: nn.Module, name: str) -> int:
     """Position of parameter ``name`` in ``module.forward`` (decoder layers differ: OPT passes the mask by
-    keyword, GPT-2 positionally)."""
-    params = list(inspect.signature(module.forward).parameters)
+    keyword, GPT-2 positionally). The hooks ask on every layer call, so a class's answer is computed once."""
+    forward = module.forward
+    function = getattr(forward, "__func__", None)
+    params = _parameter_names(function)[1:] if function is not None else tuple(inspect.signature(forward).parameters)
     return params.index(name) if name in params else -1
+
+
+@functools.cache
+def _parameter_names(function) -> tuple[str, ...]:
+    return tuple(inspect.signature(function).parameters)
 
 
 def _get_arg(module: nn.Module, args: tuple, kwargs: dict, name: str):
