@@ -106,7 +106,7 @@ def test_a_verified_entry_is_reused_without_building(quick_opt, quick_root, monk
 
 
 @pytest.mark.parametrize("damage", ["truncate_weights", "flip_a_byte", "delete_tokenizer", "garble_manifest",
-                                    "delete_manifest", "wrong_spec_hash", "delete_entry"])
+                                    "delete_manifest", "wrong_spec_hash", "file_outside_entry", "delete_entry"])
 def test_missing_or_corrupt_entries_are_rebuilt(tmp_path, damage, caplog):
     entry = zoo.build_entry("zoo:tiny-opt", root=tmp_path, quick=True)
     good = _hashes(entry)
@@ -127,6 +127,13 @@ def test_missing_or_corrupt_entries_are_rebuilt(tmp_path, damage, caplog):
         manifest = cache.read_manifest(entry)
         manifest["spec_hash"] = "0" * 12
         (entry / cache.MANIFEST).write_text(json.dumps(manifest))
+    elif damage == "file_outside_entry":  # a manifest may only vouch for files inside its own entry
+        outside = tmp_path / "outside.bin"
+        outside.write_bytes(b"x")
+        manifest = cache.read_manifest(entry)
+        manifest["files"]["../../outside.bin"] = {"size": 1, "sha256": cache.sha256_file(outside)}
+        (entry / cache.MANIFEST).write_text(json.dumps(manifest))
+        assert "points outside the data root" in cache.verify_entry(entry)
     else:
         import shutil
 

@@ -8,7 +8,7 @@ Layout (root = ``$MMADAPT_HOME``, default ``~/.cache/mmadapt``)::
 
 ``manifest.json`` lists every file with its size and sha256, the full build spec and the build metrics
 (accuracies, seconds). An entry is used only if the manifest parses, names the expected spec hash and every
-listed file has the recorded size and hash; anything else (a truncated safetensors, a deleted file, a
+listed file lies inside the entry and has the recorded size and hash; anything else (a truncated safetensors, a deleted file, a
 garbled manifest) is rebuilt, with one log line saying why.
 """
 
@@ -27,6 +27,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from filelock import FileLock
+
+from mmadapt.errors import DataError
+from mmadapt.io._files import resolve_inside
 
 logger = logging.getLogger("mmadapt.zoo")
 
@@ -118,7 +121,10 @@ def verify_entry(directory: Path, expected_hash: str | None = None) -> str | Non
     if expected_hash is not None and manifest.get("spec_hash") != expected_hash:
         return f"{MANIFEST} spec_hash {manifest.get('spec_hash')!r}, expected {expected_hash!r}"
     for rel, info in manifest["files"].items():
-        path = directory / rel
+        try:
+            path = resolve_inside(directory, rel, f"{directory / MANIFEST}: files")
+        except DataError as e:
+            return str(e)
         if not path.is_file():
             return f"file {rel} missing"
         try:
