@@ -8,8 +8,8 @@ Layout (root = ``$MMADAPT_HOME``, default ``~/.cache/mmadapt``)::
 
 ``manifest.json`` lists every file with its size and sha256, the full build spec and the build metrics
 (accuracies, seconds). An entry is used only if the manifest parses, names the expected spec hash and every
-listed file lies inside the entry and has the recorded size and hash; anything else (a truncated safetensors, a deleted file, a
-garbled manifest) is rebuilt, with one log line saying why.
+listed file lies inside the entry and has the recorded size and hash; anything else (a truncated
+safetensors, a deleted file, a garbled manifest) is rebuilt, with one log line saying why.
 """
 
 from __future__ import annotations
