@@ -62,7 +62,7 @@ def _loaders(folder: Path) -> dict:
         "load_point_cloud": lambda p: load_point_cloud(p, n_points=16),
         "load_h5_point_clouds": load_h5_point_clouds,
         "load_table": lambda p: load_table(p, TableSchema(numeric=["x"], categorical=["colour"], target="label")),
-        "load_graph": load_graph,
+        "load_graph": lambda p: load_graph(p, max_nodes=4096),
         "load_vqa": lambda p: load_vqa(p, check_images=False),
         "load_vqa+annotations": lambda p: load_vqa(ok["ok_vqa_questions.json"], p, check_images=False),
         "score_vqa_files": lambda p: score_vqa_files(ok["ok_vqa_questions.json"], ok["ok_vqa_annotations.json"], p),

@@ -457,6 +457,43 @@ def test_bad_graph_files_raise_one_line_errors(tmp_path: Path, name: str, conten
     _data_error(lambda: load_graph(path), path, *words)
 
 
+def _node_link(n: int) -> str:
+    return json.dumps({"nodes": [{"id": i} for i in range(n)], "links": [{"source": 0, "target": n - 1}]})
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "max_nodes", "words"),
+    [
+        ("huge.edgelist", "0 1\n1 2000000000\n", 100,
+         ["2000000001 nodes (an edge list numbers nodes 0 .. its largest id, 2000000000), more than max_nodes=100"]),
+        ("huge.json", '{"num_nodes": 1000000000000, "edges": []}', 100,
+         ["1000000000000 nodes (num_nodes), more than max_nodes=100"]),
+        ("huge_default.json", '{"num_nodes": 1000000000000, "edges": []}', None,
+         ["1000000000000 nodes (num_nodes), more than max_nodes=2147483648"]),
+        ("many.json", _node_link(101), 100, ["101 nodes, more than max_nodes=100"]),
+    ],
+)
+def test_graphs_over_max_nodes_are_refused_before_they_are_built(
+    tmp_path: Path, name: str, content: str, max_nodes: int | None, words: list[str]
+) -> None:
+    path = tmp_path / name
+    path.write_text(content)
+    _data_error(lambda: load_graph(path, max_nodes=max_nodes), path, *words)
+
+
+def test_graph_tokenizer_applies_its_max_nodes_to_files_and_to_graphs(tmp_path: Path) -> None:
+    from mmadapt.tokenizers.graph import GraphTokenizer, GraphTokenizerConfig
+
+    tokenizer = GraphTokenizer(8, GraphTokenizerConfig(max_nodes=100))
+    small, large = tmp_path / "small.graphml", tmp_path / "large.graphml"
+    nx.write_graphml(nx.path_graph(100), small)
+    nx.write_graphml(nx.path_graph(101), large)
+    assert tokenizer.collate([tokenizer.load(small)])["node_mask"].shape == (1, 100)
+    _data_error(lambda: tokenizer.load(large), large, "101 nodes, more than max_nodes=100")
+    with pytest.raises(ValueError, match=r"sample 1 has 101 nodes, more than max_nodes=100"):
+        tokenizer.collate([load_graph(small), load_graph(large)])
+
+
 def test_missing_graph_file(tmp_path: Path) -> None:
     _data_error(lambda: load_graph(tmp_path / "g.json"), tmp_path / "g.json", "file not found")
 

@@ -19,7 +19,8 @@ as GraphML stores them), otherwise in the order the file lists them.
 
 Every failure is a :class:`~mmadapt.errors.DataError` with a one-line message naming the file: missing /
 empty / unreadable file, unsupported extension, malformed JSON (line and column), a bad record (named), an
-edge pointing outside ``[0, n)``, an empty graph (0 nodes).
+edge pointing outside ``[0, n)``, an empty graph (0 nodes), more nodes than ``max_nodes`` (checked before
+anything of that size is allocated: one edge ``0 2000000000`` in an edge list means two billion nodes).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ __all__ = ["Graph", "from_networkx", "load_graph", "structural_encodings"]
 
 PathLike = str | os.PathLike[str]
 _SUFFIXES = (".json", ".edgelist", ".txt", ".graphml")
+_NODE_LIMIT = 2**31  # edge keys u * n + v must fit in int64
 
 
 @dataclass(eq=False)
@@ -69,6 +71,8 @@ class Graph:
         n = self.num_nodes
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise DataError(f"empty graph: num_nodes must be an int >= 1, got {n!r}")
+        if n > _NODE_LIMIT:
+            raise DataError(f"{n} nodes, more than the {_NODE_LIMIT} a Graph can hold")
         edges = torch.as_tensor(self.edge_index).long()
         if edges.ndim != 2 or edges.shape[0] != 2:
             raise DataError(f"edge_index must be [2, E], got {list(edges.shape)}")
@@ -95,12 +99,16 @@ class Graph:
         return self.edge_index.shape[1] // 2
 
 
-def load_graph(path: PathLike) -> Graph:
+def load_graph(path: PathLike, max_nodes: int | None = None) -> Graph:
     """Read a graph file (``.json``, ``.edgelist`` / ``.txt``, ``.graphml``) as a :class:`Graph`.
+
+    ``max_nodes`` refuses larger graphs before they are built (the graph tokenizer passes its own limit:
+    its Laplacian encodings take ``n²`` memory); ``None``: up to 2³¹ nodes.
 
     Raises:
         DataError: see the module docstring; the message is one line, ``"{path}: {what is wrong}"``.
     """
+    limit = _NODE_LIMIT if max_nodes is None else min(int(max_nodes), _NODE_LIMIT)
     where = os.fspath(path)
     suffix = Path(where).suffix.lower()
     if suffix not in _SUFFIXES:
@@ -108,10 +116,12 @@ def load_graph(path: PathLike) -> Graph:
     check_file(where, "graph")
     try:
         if suffix == ".json":
-            return _from_json(_read_json(where), where)
+            return _from_json(_read_json(where), where, limit)
         if suffix == ".graphml":
-            return from_networkx(_read_graphml(where))
-        return _from_edge_list(where)
+            graph = _read_graphml(where)
+            _check_node_count(graph.number_of_nodes(), limit)
+            return from_networkx(graph)
+        return _from_edge_list(where, limit)
     except DataError as exc:
         message = str(exc)
         raise DataError(message if message.startswith(where) else f"{where}: {message}") from None
@@ -164,11 +174,17 @@ def structural_encodings(graph: Graph, k: int = 8) -> tuple[torch.Tensor, torch.
 # ---------------------------------------------------------------------------------------------- formats
 
 
-def _from_json(doc: Any, where: str) -> Graph:
+def _check_node_count(n: int, limit: int, why: str = "") -> None:
+    if n > limit:
+        raise DataError(f"{n} nodes{why}, more than max_nodes={limit}")
+
+
+def _from_json(doc: Any, where: str, max_nodes: int) -> Graph:
     if isinstance(doc, dict) and isinstance(doc.get("nodes"), list):
+        _check_node_count(len(doc["nodes"]), max_nodes)
         return _from_node_link(doc)
     if isinstance(doc, dict) and "num_nodes" in doc:
-        return _from_simple_json(doc)
+        return _from_simple_json(doc, max_nodes)
     raise DataError(
         f"{where}: expected node-link JSON (with 'nodes' and 'edges' / 'links') or "
         f"{{'num_nodes': n, 'edges': [[u, v], ...]}}, got {_describe(doc)}"
@@ -203,10 +219,11 @@ def _from_node_link(doc: dict[str, Any]) -> Graph:
     return Graph(len(records), _edge_tensor(edges), features)
 
 
-def _from_simple_json(doc: dict[str, Any]) -> Graph:
+def _from_simple_json(doc: dict[str, Any], max_nodes: int) -> Graph:
     n = doc["num_nodes"]
     if isinstance(n, bool) or not isinstance(n, int):
         raise DataError(f"num_nodes: expected int, got {_describe(n)}")
+    _check_node_count(n, max_nodes, " (num_nodes)")
     pairs = doc.get("edges", [])
     if not isinstance(pairs, list):
         raise DataError(f"edges: expected a list of [u, v] pairs, got {_describe(pairs)}")
@@ -219,7 +236,7 @@ def _from_simple_json(doc: dict[str, Any]) -> Graph:
     return Graph(n, _edge_tensor(pairs), None if features is None else _feature_rows(features, "node_features"))
 
 
-def _from_edge_list(where: str) -> Graph:
+def _from_edge_list(where: str, max_nodes: int) -> Graph:
     try:
         text = Path(where).read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -239,7 +256,9 @@ def _from_edge_list(where: str) -> Graph:
         edges.append((u, v))
     if not edges:
         raise DataError(f"{where}: empty graph (no edges in the edge list)")
-    return Graph(max(max(edge) for edge in edges) + 1, _edge_tensor(edges))
+    largest = max(max(edge) for edge in edges)
+    _check_node_count(largest + 1, max_nodes, f" (an edge list numbers nodes 0 .. its largest id, {largest})")
+    return Graph(largest + 1, _edge_tensor(edges))
 
 
 def _read_json(where: str) -> Any:

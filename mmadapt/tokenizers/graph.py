@@ -33,6 +33,8 @@ class GraphTokenizerConfig:
     - ``max_degree``: degrees above it share the last row of the degree embedding.
     - ``lap_k``: Laplacian eigenvectors per node (zero-padded for graphs with fewer than ``lap_k + 1`` nodes).
     - ``sign_flip``: random eigenvector signs in training mode.
+    - ``max_nodes``: larger graphs are refused with an error naming the file (the Laplacian encodings hold
+      an ``n × n`` matrix and its eigendecomposition: 4096 nodes take 128 MiB and a few seconds).
     """
 
     name: str = "graph"
@@ -40,6 +42,7 @@ class GraphTokenizerConfig:
     max_degree: int = 32
     lap_k: int = 8
     sign_flip: bool = True
+    max_nodes: int = 4096
 
     def validate(self) -> None:
         if self.node_feature_dim < 0:
@@ -48,6 +51,8 @@ class GraphTokenizerConfig:
             raise ConfigError(f"max_degree: expected >= 1, got {self.max_degree}")
         if self.lap_k < 1:
             raise ConfigError(f"lap_k: expected >= 1, got {self.lap_k}")
+        if self.max_nodes < 2:
+            raise ConfigError(f"max_nodes: expected >= 2, got {self.max_nodes}")
 
 
 @register("tokenizers", "graph")
@@ -76,7 +81,7 @@ class GraphTokenizer(Tokenizer):
             return source
         from mmadapt.io.graph import load_graph
 
-        return load_graph(source)
+        return load_graph(source, max_nodes=self.config.max_nodes)
 
     def collate(self, samples: list[Any]) -> dict[str, torch.Tensor]:
         """Graphs → ``degree`` [B, n_max], ``lap_pe`` [B, n_max, lap_k], ``node_mask`` [B, n_max] and, when
@@ -86,6 +91,10 @@ class GraphTokenizer(Tokenizer):
         if not samples:
             raise ValueError("graph tokenizer: collate got no samples")
         cfg = self.config
+        for i, graph in enumerate(samples):
+            if graph.num_nodes > cfg.max_nodes:
+                raise ValueError(f"graph tokenizer: sample {i} has {graph.num_nodes} nodes, more than "
+                                 f"max_nodes={cfg.max_nodes}")
         B, n_max = len(samples), max(g.num_nodes for g in samples)
         degree = torch.zeros(B, n_max, dtype=torch.long)
         lap_pe = torch.zeros(B, n_max, cfg.lap_k)

@@ -333,6 +333,9 @@ CORPUS: list[Bad] = [
         as_json({"num_nodes": 2, "edges": [[0, 1]], "node_features": [[1.0, 2.0], [3.0]]})),
     Bad("graph_bad_line.edgelist", "a line that is not two integer node ids", "load_graph",
         "DataError: {file}: line 2: expected 'u v' with integer node ids, got 'a b'", text("0 1\na b\n")),
+    Bad("graph_huge_node_id.edgelist", "an edge to node 2,000,000,000 (a 2-billion-node graph)", "load_graph",
+        "DataError: {file}: 2000000001 nodes (an edge list numbers nodes 0 .. its largest id, 2000000000), "
+        "more than max_nodes=4096", text("0 1\n1 2000000000\n")),
     Bad("graph_latin1.edgelist", "a latin-1 comment (byte 0xE9, not UTF-8)", "load_graph",
         "DataError: {file}: not UTF-8 text (invalid continuation byte at byte 5)",
         text(f"# caf{LATIN1} graph\n0 1\n", "latin-1")),
@@ -473,7 +476,7 @@ LOADER_CALLS: dict[str, str] = {
     "load_h5_point_clouds": "mmadapt.io.point_cloud.load_h5_point_clouds(file)",
     "load_table": "mmadapt.io.table.load_table(file, TableSchema(numeric=['x'], categorical=['colour'], "
                   "target='label'))",
-    "load_graph": "mmadapt.io.graph.load_graph(file)",
+    "load_graph": "mmadapt.io.graph.load_graph(file, max_nodes=4096) (the graph tokenizer's default limit)",
     "load_vqa": "mmadapt.data.vqa_v2.load_vqa(file, check_images=False)",
     "load_vqa+annotations": "mmadapt.data.vqa_v2.load_vqa('ok_vqa_questions.json', file, check_images=False)",
     "score_vqa_files": "mmadapt.eval.vqa_metric.score_vqa_files('ok_vqa_questions.json', "
