@@ -9,7 +9,8 @@ state a checkpoint holds), ``collate_train(examples) -> (inputs, errors)`` and `
 Rank 0 writes ``config.yaml``, ``log.jsonl`` and the checkpoints (see :mod:`mmadapt.training.checkpoint`).
 
 Guards: a step whose loss or any trained gradient is not finite (on any rank) makes no update — the
-parameters and optimizer moments stay as they were, the batch and its LR step are consumed — and is logged
+parameters and optimizer moments stay as they were, the batch, its LR step and its step number (which
+checkpoint intervals count, so a resume finds its place in the data) are consumed — and is logged
 (``"nonfinite"`` in ``log.jsonl``); ``train.max_nonfinite_steps`` such steps in a row stop the run with a
 :class:`~mmadapt.errors.TrainingError`. Fast paths (``train.autocast``, ``train.gradient_checkpointing``,
 ``train.compile``) are applied by :func:`mmadapt.training.fast_paths.apply_fast_paths`.
