@@ -6,8 +6,12 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 import sys
+import time
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def proc_status() -> dict[str, int]:
@@ -59,6 +63,27 @@ def child_env(**extra: str) -> dict[str, str]:
                TRANSFORMERS_OFFLINE="1", MMADAPT_QUIET="1")
     env.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "mmadapt" / "torch_extensions"))
     return {**env, **extra}
+
+
+def run_json_child(cmd: list[str], what: str, env: dict[str, str] | None = None, stream_stderr: bool = False,
+                   wall_key: str = "wall_s") -> dict:
+    """Run one benchmark phase in a fresh interpreter (``env``: :func:`child_env` unless given) from the
+    repository root; its last stdout line is its JSON result, returned with the process's seconds under
+    ``wall_key`` (pick another key where the child reports its own ``wall_s``). Its stderr is shown live with
+    ``stream_stderr``, otherwise only (the last 5,000 characters) when it fails.
+
+    Raises:
+        SystemExit: ``"{what} failed (exit N)"`` when the child exits non-zero.
+    """
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None if stream_stderr else subprocess.PIPE,
+                          text=True, env=child_env() if env is None else env, cwd=str(ROOT))
+    if proc.returncode != 0:
+        sys.stderr.write((proc.stderr or "")[-5000:])
+        raise SystemExit(f"{what} failed (exit {proc.returncode})")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result[wall_key] = time.perf_counter() - t0
+    return result
 
 
 def environment(**extra) -> dict:

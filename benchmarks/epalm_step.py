@@ -62,7 +62,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -71,7 +70,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (child_env, environment, loadavg, mib, proc_status, reset_peak,  # noqa: E402
+from _common import (environment, loadavg, mib, proc_status, reset_peak, run_json_child,  # noqa: E402
                      write_json)
 
 # Real sizes.
@@ -347,14 +346,7 @@ def run_child(phase: str, args) -> dict:
            "--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads),
            "--seed", str(args.seed), "--mm-size", str(args.mm_size), "--mm-repeats", str(args.mm_repeats),
            "--variant", args.variant]
-    env = child_env()
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(ROOT))
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stderr)
-        raise SystemExit(f"phase {phase!r} failed (exit {proc.returncode})")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    result["wall_s"] = time.perf_counter() - t0
+    result = run_json_child(cmd, f"phase {phase!r}")
     print(f"  {phase:<7} done in {result['wall_s']:.1f} s", file=sys.stderr, flush=True)
     return result
 

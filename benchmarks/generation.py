@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -52,7 +51,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import child_env, environment, loadavg, mib, proc_status, write_json  # noqa: E402
+from _common import environment, loadavg, mib, proc_status, run_json_child, write_json  # noqa: E402
 
 ROWS = ("demo", "opt125m")
 DEMO_RECIPE = ROOT / "adapters" / "epalm" / "demo.yaml"
@@ -278,14 +277,7 @@ def run_child(row: str, args) -> dict:
         cmd += ["--adapter", str(args.adapter)]
     if args.data is not None:
         cmd += ["--data", str(args.data)]
-    env = child_env()
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env, cwd=str(ROOT))
-    if proc.returncode != 0:
-        raise SystemExit(f"row {row!r} failed (exit {proc.returncode})")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    result["wall_s"] = time.perf_counter() - t0
-    return result
+    return run_json_child(cmd, f"row {row!r}", stream_stderr=True)
 
 
 # ------------------------------------------------------------------------------------------- report

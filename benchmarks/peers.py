@@ -37,14 +37,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import child_env, environment, loadavg, write_json  # noqa: E402
+from _common import child_env, environment, loadavg, run_json_child, write_json  # noqa: E402
 from _recipes import FAMILIES, scenes_vqa_overrides, train_vqa  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,15 +90,10 @@ def run_method(method: str, lr: float, args, out: Path, tune_root: Path | None =
         cmd += ["--tune-root", str(tune_root)]
     threads = str(args.threads)
     env = child_env(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(ROOT))
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stderr[-5000:])
-        raise RuntimeError(f"peers: {method} at lr {lr:g} failed (exit {proc.returncode})")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = run_json_child(cmd, f"peers: {method} at lr {lr:g}", env, wall_key="process_s")
     result["lr"] = lr
     print(f"  {METHODS[method][0]} (lr {lr:g}): VQA {result['vqa']:.2f}, {1000 * result['step_s_median']:.0f} ms/step, "
-          f"peak {result['train_peak_mib']:.0f} MiB, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+          f"peak {result['train_peak_mib']:.0f} MiB, {result['process_s']:.0f} s", file=sys.stderr, flush=True)
     return result
 
 
