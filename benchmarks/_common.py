@@ -1,5 +1,5 @@
-"""Shared by the benchmarks: this process's resident memory and its high-water mark, the machine they ran on, and
-writing their JSON."""
+"""Shared by the benchmarks: this process's resident memory and its high-water mark, the machine they ran on,
+running a phase in a fresh interpreter, and writing their JSON."""
 
 from __future__ import annotations
 

@@ -20,11 +20,11 @@ median rank among 60 clips (chance 1.67 / 8.33 / 30.5). Trainable parameters (ro
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write_json  # noqa: E402
 from _recipes import train_recipe  # noqa: E402
 
 RECIPES = Path(__file__).resolve().parents[1] / "adapters" / "all_in_one"
@@ -78,8 +78,7 @@ def main() -> None:
             print(f"{label:28s} {r['vqa']:6.2f} {r['vqa_after']:7.2f} {r['vqa_shape']:7.2f} {r['R@1']:6.2f} "
                   f"{r['R@5']:6.2f} {r['MdR']:5.1f} {r['trainable']:10,d} {r['wall_s']:7.1f}")
         print("chance: after 25.00, shape 33.33, R@1 1.67, R@5 8.33, MdR 30.5; order-blind ceiling on 'after': 50")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+    write_json(results, args.json)
 
 
 if __name__ == "__main__":

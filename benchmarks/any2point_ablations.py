@@ -19,12 +19,12 @@ Prints held-out accuracy and mean-class accuracy (5 shapes: chance 20%) beside t
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write_json  # noqa: E402
 from _recipes import print_table, run_recipe  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,8 +56,7 @@ def main() -> int:
             results[label] = run_recipe(recipe, common + extra, Path(tmp) / label.replace(" ", "_"))
             print(f"  {label}: {results[label]}", file=sys.stderr)
     print_table(results, "source / variant")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+    write_json(results, args.json)
     return 0
 
 

@@ -21,11 +21,13 @@ parameters (decoders excluded; they are the same for every method) and wall time
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "adapters" / "polyhistor" / "synthetic.yaml"
@@ -94,8 +96,7 @@ def main() -> int:
     print(f"{'constant predictors':20s}" + "".join(f"{base[t]:18.2f}" for t in tasks))
     print(f"decoders: {ref['decoder_params']:,d} trainable parameters in every method; (x%) = share of the per-task "
           "adapters' score (normals: their error / this error)")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+    write_json(results, args.json)
     return 0
 
 

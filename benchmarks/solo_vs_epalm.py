@@ -21,12 +21,12 @@ over training batches), wall time, and the constant-answer and question-type-pri
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write_json  # noqa: E402
 from _recipes import FAMILIES, scenes_vqa_overrides, train_vqa  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,9 +72,8 @@ def main() -> int:
     base = next(iter(results.values()))["baselines"]
     print(f"baselines: constant answer {base['constant']:.2f}, question-type prior {base['question_type_prior']:.2f} "
           f"({args.steps} steps of {args.batch}, lr {args.lr:g}, cosine after 30 warm-up steps)")
-    if args.json:
-        args.json.write_text(json.dumps({"settings": vars(args) | {"data": str(data), "json": str(args.json)},
-                                         "results": results}, indent=2, default=str))
+    write_json({"settings": vars(args) | {"data": str(data), "json": str(args.json)}, "results": results},
+               args.json)
     return 0
 
 
