@@ -65,10 +65,15 @@ def test_bf16_autocast_keeps_fp32_weights_and_close_gradients(scenes_root, tmp_p
     loss, grads = loss_and_grads(model, images, fast(autocast="bf16"))
     assert loss.dtype == torch.float32 and abs(loss.item() - ref_loss.item()) < 0.05 * ref_loss.item()
     assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert_fp32_gradients_point_the_same_way(grads, ref_grads, "bf16 gradient")
+
+
+def assert_fp32_gradients_point_the_same_way(grads: dict, ref_grads: dict, what: str) -> None:
+    """Every gradient fp32 and finite, within cosine 0.9 of the fp32 reference's direction."""
     for k, g in grads.items():
         assert g.dtype == torch.float32 and torch.isfinite(g).all()
         cos = torch.nn.functional.cosine_similarity(g.flatten(), ref_grads[k].flatten(), dim=0)
-        assert cos > 0.9, f"{k}: bf16 gradient direction off (cos {cos:.3f})"
+        assert cos > 0.9, f"{k}: {what} direction off (cos {cos:.3f})"
 
 
 def test_bf16_autocast_over_bf16_frozen_backbones_trains_the_fp32_adapter(scenes_root, tmp_path):
@@ -84,10 +89,7 @@ def test_bf16_autocast_over_bf16_frozen_backbones_trains_the_fp32_adapter(scenes
     assert abs(loss.item() - ref_loss.item()) < 0.05 * ref_loss.item()
     assert set(grads) == set(ref_grads)
     assert all(p.dtype == torch.float32 for p in model.trainable_parameters())
-    for k, g in grads.items():
-        assert g.dtype == torch.float32 and torch.isfinite(g).all()
-        cos = torch.nn.functional.cosine_similarity(g.flatten(), ref_grads[k].flatten(), dim=0)
-        assert cos > 0.9, f"{k}: gradient direction off over bf16 backbones (cos {cos:.3f})"
+    assert_fp32_gradients_point_the_same_way(grads, ref_grads, "gradient over bf16 backbones")
 
 
 @pytest.mark.parametrize("prompt_len", [0, 3])
