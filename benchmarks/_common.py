@@ -86,6 +86,12 @@ def run_json_child(cmd: list[str], what: str, env: dict[str, str] | None = None,
     return result
 
 
+def step_seconds(records: list[dict]) -> list[float]:
+    """Each step's duration from the trainer's log records (their ``"time"`` is seconds since training began)."""
+    clock = [0.0] + [r["time"] for r in records]
+    return [b - a for a, b in zip(clock, clock[1:])]
+
+
 def environment(**extra) -> dict:
     """What a result depends on besides its arguments: library versions, CPU, cores, the load when it started
     (the caller adds ``loadavg_end``), plus ``extra`` (e.g. ``threads``)."""

@@ -8,6 +8,8 @@ import statistics
 import time
 from pathlib import Path
 
+from _common import mib, proc_status, reset_peak, step_seconds
+
 #: question families of the synthetic scenes VQA (the scorer's question types → short names)
 FAMILIES = {"what color is the": "color", "what shape is the": "shape", "how many": "count", "is the": "side",
             "is there a": "yes/no"}
@@ -102,8 +104,6 @@ def train_vqa(recipe: Path, overrides: list[str], out: Path, token_samples: int 
     if measure_memory:
         import deepspeed  # noqa: F401  (imported before the reset: its modules are not training memory)
 
-        from _common import mib, proc_status, reset_peak
-
         built = proc_status()["VmRSS"]
         memory["hwm_reset"] = reset_peak()
     result = mmadapt.train(cfg, model=model, quiet=True)
@@ -111,8 +111,7 @@ def train_vqa(recipe: Path, overrides: list[str], out: Path, token_samples: int 
         peak = proc_status()["VmHWM"]
         memory.update(model_rss_mib=round(mib(built), 1), train_peak_mib=round(mib(peak), 1),
                       train_peak_delta_mib=round(mib(peak - built), 1))
-    clock = [0.0] + [r["time"] for r in result.records]
-    steps = [b - a for a, b in zip(clock, clock[1:])]
+    steps = step_seconds(result.records)
     steps = steps[5:] or steps  # the first steps warm up allocators
     scores = mmadapt.evaluate(model, cfg, tasks=tasks, quiet=True)["vqa"]
     return {"vqa": scores["overall"],

@@ -34,7 +34,7 @@ for path in (ROOT, Path(__file__).resolve().parent):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from _common import cpu_name, loadavg, write_json  # noqa: E402
+from _common import cpu_name, loadavg, step_seconds, write_json  # noqa: E402
 
 
 def _config(data_root: Path, run_dir: Path, images: int, batch: int, cache_dir: Path | None):
@@ -59,10 +59,9 @@ def _epoch(model, config, examples, label: str) -> dict:
     t0 = time.perf_counter()
     records = trainer.train()
     wall = time.perf_counter() - t0
-    times = [r["time"] for r in records]
-    steps = [b - a for a, b in zip([0.0, *times[:-1]], times)]
-    print(f"  {label}: {len(records)} steps, {times[-1]:.1f} s", file=sys.stderr, flush=True)
-    return {"steps": len(records), "epoch_s": times[-1], "wall_with_checkpoint_s": wall,
+    steps, epoch_s = step_seconds(records), records[-1]["time"]
+    print(f"  {label}: {len(records)} steps, {epoch_s:.1f} s", file=sys.stderr, flush=True)
+    return {"steps": len(records), "epoch_s": epoch_s, "wall_with_checkpoint_s": wall,
             "median_step_s": statistics.median(steps), "step_s": steps, "losses": [r["loss"] for r in records]}
 
 

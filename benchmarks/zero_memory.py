@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import child_env, environment, loadavg, mib, proc_status, write_json  # noqa: E402
+from _common import child_env, environment, loadavg, mib, proc_status, step_seconds, write_json  # noqa: E402
 
 DEMO_RECIPE = ROOT / "adapters" / "epalm" / "demo.yaml"
 MIB = 1024 ** 2
@@ -200,9 +200,8 @@ def _worker(args) -> None:
     train_s = time.perf_counter() - t0
     snaps["trained"] = {**rss(), "params": param_memory(module),
                         "optimizer": optimizer_memory(trainer.engine, module)}
-    clock = [0.0] + [r["time"] for r in records]
     res = {"rank": rank, "world": world, "stage": args.stage, "losses": [r["loss"] for r in records],
-           "step_s": [b - a for a, b in zip(clock, clock[1:])], "build_s": build_s, "initialize_s": init_s,
+           "step_s": step_seconds(records), "build_s": build_s, "initialize_s": init_s,
            "train_s": train_s, "snapshots": snaps, "torch_threads": torch.get_num_threads(),
            "deepspeed_config": _ds_config(trainer)}
     (out / f"rank{rank}.json").write_text(json.dumps(res, indent=2))
