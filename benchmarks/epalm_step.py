@@ -110,8 +110,7 @@ VARIANTS = {
 
 def apply_variant(model, variant: str):
     """Apply a variant's fast paths to ``model`` the way the trainer does; returns the train settings."""
-    from types import SimpleNamespace
-
+    from mmadapt.config import TrainConfig
     from mmadapt.training.fast_paths import apply_fast_paths
 
     import torch
@@ -121,7 +120,7 @@ def apply_variant(model, variant: str):
     if frozen_dtype is not None:  # as load_lm / load_vision_encoder do for a recipe's dtype
         model.lm.model.to(getattr(torch, frozen_dtype))
         model.vision.to(getattr(torch, frozen_dtype))
-    fast = SimpleNamespace(**{"autocast": "none", "gradient_checkpointing": False, "compile": False, **settings})
+    fast = TrainConfig(**settings)
     apply_fast_paths(model, fast)
     return fast
 

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 import torch
 from tiny import make_model, tiny_config
 
+from mmadapt.config import TrainConfig
 from mmadapt.training.fast_paths import apply_fast_paths, autocast_context
 
 
 def fast(**kw):
-    return SimpleNamespace(**{"autocast": "none", "gradient_checkpointing": False, "compile": False, **kw})
+    return TrainConfig(**kw)
 
 
 def batch(scenes_root):
