@@ -179,14 +179,14 @@ def build_demo(args) -> tuple:
             info["adapter"] = "untrained (fresh init)"
     model.eval()
     task = tasks["vqa"]
-    samples, _ = task._samples("eval")
-    if args.n > len(samples):
-        raise SystemExit(f"--n {args.n}: the demo eval set has {len(samples)} questions")
-    samples = samples[:args.n]
+    held_out, _ = task._samples("eval")
+    if args.n > len(held_out):
+        raise SystemExit(f"--n {args.n}: the demo eval set has {len(held_out)} questions")
+    samples = held_out[:args.n]
     pixels = model.vision.preprocess([model.vision.load(s.image_path) for s in samples])
     prompts = [task.prefix(s.question) for s in samples]
     refs = [s.multiple_choice_answer or "" for s in samples]
-    info.update(lm=cfg.model.lm.name, vision=cfg.model.vision.name, eval_questions=len(task._samples("eval")[0]),
+    info.update(lm=cfg.model.lm.name, vision=cfg.model.vision.name, eval_questions=len(held_out),
                 image_shape=list(pixels.shape[1:]), total_params=sum(p.numel() for p in model.parameters()),
                 trainable_params=sum(p.numel() for p in model.trainable_parameters()))
     torch.manual_seed(0)
