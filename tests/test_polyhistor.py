@@ -357,3 +357,117 @@ def test_a_bad_eval_image_is_reported_not_fatal(swin_dir, dense_root, tmp_path):
     assert errors[0]["id"] == bad.stem and bad.name in errors[0]["error"]
     assert 0 <= scores["semseg"]["mIoU"] <= 100 and scores["normals"]["mean"] >= 0
     assert set(scores["baselines"]) == {"semseg", "parts", "saliency", "normals"}
+
+
+# ------------------------------------------------------- hand-computed cases (docs/methods/polyhistor.md)
+def _hand_set(hyper: DecomposedHyperNetwork, *, task_down, layer_down, task_up, layer_up, bias_down, bias_up):
+    """Write the six linear maps' weights by hand (all biases zero)."""
+    for name, weight in dict(task_down=task_down, layer_down=layer_down, task_up=task_up, layer_up=layer_up,
+                             bias_down=bias_down, bias_up=bias_up).items():
+        linear = getattr(hyper, name)
+        linear.weight.data.copy_(torch.tensor(weight, dtype=torch.float32))
+        nn.init.zeros_(linear.bias)
+
+
+def test_polyhistor_two_tasks_two_layers_by_hand():
+    """Stage 0 of width 2 with two blocks, reduction 2 (bottleneck 1), rank 1, 1-d embeddings: every generated
+    matrix is e_task · e_layer times a fixed pattern, written out here."""
+    cfg = PolyhistorConfig(reduction=2, rank=1, task_embed_dim=1, layer_embed_dim=1)
+    adapter = Polyhistor(cfg, FakeSwin(widths=(2, 4), depths=(2, 1)), ["a", "b"])
+    _hand_set(adapter.hypernetworks[0], task_down=[[1.0], [2.0]], layer_down=[[3.0]], task_up=[[1.0], [-1.0]],
+              layer_up=[[2.0]], bias_down=[[5.0]], bias_up=[[1.0], [0.0]])
+    adapter.task_embeddings["a"].data.fill_(1.0)
+    adapter.task_embeddings["b"].data.fill_(2.0)
+    adapter.layer_embeddings.data.copy_(torch.tensor([[1.0], [-1.0], [7.0]]))
+    task_emb = adapter.task_matrix(["a", "b"])
+    s2 = math.sqrt(2.0)  # W_down / sqrt(rank · d) = / sqrt(2); W_up / sqrt(rank · r) = / 1
+    w_down, b_down, w_up, b_up = adapter.layer_weights(task_emb, 0)  # layer embedding 1
+    torch.testing.assert_close(w_down, torch.tensor([[[3.0], [6.0]], [[6.0], [12.0]]]) / s2)
+    torch.testing.assert_close(w_up, torch.tensor([[[2.0, -2.0]], [[4.0, -4.0]]]))
+    torch.testing.assert_close(b_down, torch.tensor([[5.0], [5.0]]))  # from the layer embedding only
+    torch.testing.assert_close(b_up, torch.tensor([[1.0, 0.0], [2.0, 0.0]]))  # from the task embedding only
+    w_down, b_down, w_up, b_up = adapter.layer_weights(task_emb, 1)  # layer embedding -1
+    torch.testing.assert_close(w_down, torch.tensor([[[-3.0], [-6.0]], [[-6.0], [-12.0]]]) / s2)
+    torch.testing.assert_close(w_up, torch.tensor([[[-2.0, 2.0]], [[-4.0, 4.0]]]))
+    torch.testing.assert_close(b_down, torch.tensor([[-5.0], [-5.0]]))
+    torch.testing.assert_close(b_up, torch.tensor([[1.0, 0.0], [2.0, 0.0]]))
+
+    # the hook on block 0, one token x = (1, 0) per task: x + GELU(x W_down + b_down) W_up + b_up
+    def gelu(z):
+        return 0.5 * z * (1.0 + math.erf(z / math.sqrt(2.0)))
+
+    hidden = torch.tensor([[[1.0, 0.0]], [[1.0, 0.0]]])  # [2 tasks · 1 sample, 1 token, 2]
+    out = adapter.block_hook(["a", "b"])(0, 0, hidden)
+    h_a, h_b = gelu(3.0 / s2 + 5.0), gelu(6.0 / s2 + 5.0)
+    expect = torch.tensor([[[1.0 + 2.0 * h_a + 1.0, -2.0 * h_a]], [[1.0 + 4.0 * h_b + 2.0, -4.0 * h_b]]])
+    torch.testing.assert_close(out, expect)
+
+
+def test_polyhistor_lite_kronecker_expansion_by_hand():
+    """Template at width 2 (bottleneck 1), stage 1 of width 4: k = 2; W = template ⊗ K, written out."""
+    cfg = PolyhistorLiteConfig(reduction=2, rank=1, task_embed_dim=1, layer_embed_dim=1)
+    adapter = PolyhistorLite(cfg, FakeSwin(widths=(2, 4), depths=(1, 1)), ["a"])
+    assert [k.factor for k in adapter.scaling_kernels] == [1, 2]
+    # layer_down √2 cancels the 1/sqrt(rank · d) = 1/√2: template W_down = e_t · e_l · (1, 2)ᵀ
+    _hand_set(adapter.hypernetwork, task_down=[[1.0], [2.0]], layer_down=[[math.sqrt(2.0)]],
+              task_up=[[1.0], [-1.0]], layer_up=[[1.0]], bias_down=[[5.0]], bias_up=[[1.0], [0.0]])
+    adapter.task_embeddings["a"].data.fill_(1.0)
+    adapter.layer_embeddings.data.copy_(torch.tensor([[1.0], [2.0]]))
+    kernel = adapter.scaling_kernels[1]
+    kernel.down.data.copy_(torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
+    kernel.up.data.copy_(torch.tensor([[0.0, 1.0], [1.0, 0.0]]))
+    w_down, b_down, w_up, b_up = adapter.layer_weights(adapter.task_matrix(["a"]), 1)
+    # template W_down = (2, 4)ᵀ, W_up = (2, -2), b_down = 10, b_up = (1, 0)
+    torch.testing.assert_close(w_down[0], torch.tensor([[2.0, 4.0], [6.0, 8.0], [4.0, 8.0], [12.0, 16.0]]))
+    torch.testing.assert_close(w_up[0], torch.tensor([[0.0, 2.0, 0.0, -2.0], [2.0, 0.0, -2.0, 0.0]]))
+    torch.testing.assert_close(b_down[0], torch.tensor([10.0, 10.0]))  # repeated, not scaled by the kernel
+    torch.testing.assert_close(b_up[0], torch.tensor([1.0, 1.0, 0.0, 0.0]))
+    # stage 0 (k = 1): the template times the layer's learned scalar
+    adapter.scaling_kernels[0].down.data.fill_(-0.5)
+    w_down0 = adapter.layer_weights(adapter.task_matrix(["a"]), 0)[0]
+    torch.testing.assert_close(w_down0[0], torch.tensor([[-0.5], [-1.0]]))
+
+
+@pytest.mark.parametrize("cls, cfg", [(Polyhistor, PolyhistorConfig()), (PolyhistorLite, PolyhistorLiteConfig())])
+def test_fresh_adapters_are_the_identity_and_only_the_up_side_learns_at_step_zero(cls, cfg):
+    """Zero-initialised up side: at step 0 every block's hook returns its input bit-for-bit; the first gradient
+    reaches only the maps that generate W_up's task factor and b_up (everything else sits behind W_up = 0).
+    The b_up map's bias gradient is the sum of the upstream gradient over every token of every task."""
+    torch.manual_seed(0)
+    backbone = FakeSwin(depths=(1, 1, 1, 1))
+    adapter = cls(cfg, backbone, TASKS[:2])
+    hook = adapter.block_hook(TASKS[:2])
+    loss, upstreams = 0.0, []
+    for block, (stage, _) in enumerate(backbone.blocks()):
+        hidden = torch.randn(2 * 3, 5, backbone.hidden_sizes[stage])
+        out = hook(block, stage, hidden)
+        assert torch.equal(out, hidden)
+        upstreams.append(torch.randn_like(hidden))
+        loss = loss + (out * upstreams[-1]).sum()
+    loss.backward()
+    if cls is Polyhistor:  # one block per stage, one hypernetwork set per stage
+        for stage, up in enumerate(upstreams):
+            torch.testing.assert_close(adapter.hypernetworks[stage].bias_up.bias.grad, up.sum(dim=(0, 1)))
+    else:  # one template b_up [32], repeated k = 1, 2, 4, 8 times per channel in stage s
+        expect = sum(up.sum(dim=(0, 1)).view(32, 2 ** s).sum(dim=1) for s, up in enumerate(upstreams))
+        torch.testing.assert_close(adapter.hypernetwork.bias_up.bias.grad, expect)
+    learning = {name for name, p in adapter.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    prefix = "hypernetworks.{}." if cls is Polyhistor else "hypernetwork."
+    stages = range(4) if cls is Polyhistor else [None]
+    expected = {prefix.format(s) + f"{m}.{w}" for s in stages for m in ("task_up", "bias_up") for w in ("weight", "bias")}
+    assert learning == expected
+
+
+def test_parameter_counts_by_hand():
+    """Trainable parameters of the defaults on a Swin-T-shaped toy (widths 32·2^s, two blocks per stage, four
+    tasks): per stage (width d, bottleneck r = d / 4, rank 4, embeddings 32) the six linear maps hold
+    (32 + 1) · (4d + 4r + 4d + 4r + r + d); Lite has one such set at d = 32 with rank 8, plus 2k² per block."""
+    backbone = FakeSwin()
+    poly = Polyhistor(PolyhistorConfig(), backbone, TASKS)
+    per_stage = sum(33 * (4 * d + 4 * (d // 4) + 4 * d + 4 * (d // 4) + d // 4 + d) for d in (32, 64, 128, 256))
+    embeddings = 4 * 32 + 8 * 32
+    assert count(poly) == per_stage + embeddings == 178_584
+    lite = PolyhistorLite(PolyhistorLiteConfig(), backbone, TASKS)
+    template = 33 * (8 * 32 + 8 * 8 + 8 * 32 + 8 * 8 + 8 + 32)
+    kernels = sum(2 * 2 * k * k for k in (1, 2, 4, 8))  # two blocks per stage, a down and an up kernel each
+    assert count(lite) == template + kernels + embeddings == 23_164

@@ -22,6 +22,11 @@ class PolyhistorConfig:
     hypernetworks (linear maps, one set per stage because the stages' widths differ) are shared by every
     task and every layer, so adding a task adds one embedding. The task part of ``W_up`` starts at zero:
     training starts from the frozen encoder's own features.
+
+    Keys: ``reduction`` (bottleneck ``d_s / reduction`` in every stage), ``rank`` (inner size of the two
+    factors), ``task_embed_dim`` / ``layer_embed_dim`` (``Et`` / ``El``), ``scale`` (multiplies the adapter's
+    residual). None of these values is fixed by what could be read of the paper; the defaults and the reasons
+    for them are in ``docs/methods/polyhistor.md``.
     """
 
     name: str = "polyhistor"
@@ -49,7 +54,9 @@ class PolyhistorLiteConfig(PolyhistorConfig):
 
     Every stage width must be ``k × d_0`` for an integer ``k`` (true of Swin: the width doubles per stage).
     The template is the narrowest stage's size, so its hypernetworks can afford a higher ``rank`` (default 8)
-    at a fraction of Polyhistor's parameters.
+    at a fraction of Polyhistor's parameters. Biases are not scaled by the kernels: the template's
+    ``b_down`` / ``b_up`` are repeated ``k`` times (each template channel ``j`` becomes channels
+    ``j·k .. j·k + k - 1``, the Kronecker product's order).
     """
 
     name: str = "polyhistor_lite"

@@ -6,6 +6,10 @@ layer holds ``embed × d × r`` weights. The decomposed form splits it: a *task*
 embedding, and the adapter matrix is their product — ``embed × rank × (d + r)`` weights for every task and
 layer. Layer-wise Scaling Kernels let one template width serve every stage of a hierarchical encoder:
 ``W = template ⊗ K`` with a small learned ``k × k`` kernel per layer.
+
+The factor shapes, the ``1 / sqrt(rank · width)`` normalisation, which embedding feeds which bias, the
+Kronecker order ``template ⊗ K`` and every initialisation are mmadapt's choices (the method section of the
+paper could not be read here): ``docs/methods/polyhistor.md`` gives each one and why.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ class DecomposedHyperNetwork(nn.Module):
     ``W_down = T_down(e_task) @ L_down(e_layer) / sqrt(rank·d)`` and
     ``W_up = L_up(e_layer) @ T_up(e_task) / sqrt(rank·r)``; ``b_down`` from the layer embedding, ``b_up``
     from the task embedding. ``T_up`` and the ``b_up`` map start at zero, so every generated adapter starts
-    as the identity.
+    as the identity; at the first step only those two maps receive a gradient (everything else sits behind
+    ``W_up = 0``). The other maps keep ``nn.Linear``'s default initialisation: with N(0, 1) embeddings the
+    generated ``W_down`` entries have variance ≈ ``1 / (9 d)`` whatever the rank.
     """
 
     def __init__(self, width: int, bottleneck: int, rank: int, task_dim: int, layer_dim: int):
@@ -54,7 +60,10 @@ class DecomposedHyperNetwork(nn.Module):
 
 class LayerScalingKernel(nn.Module):
     """One layer's ``k × k`` kernels that expand template adapter matrices by a Kronecker product:
-    ``[d_0, r_0] → [d_0·k, r_0·k]`` (and the biases by repetition). ``k = 1`` is a learned scalar."""
+    ``[d_0, r_0] → [d_0·k, r_0·k]`` (and the biases by repetition). ``k = 1`` is a learned scalar.
+
+    Both kernels start N(0, 1 / k): the expanded matrix's entries then have the template's variance divided
+    by ``k``, i.e. ≈ ``1 / (9 d_s)`` — what Polyhistor's own per-stage hypernetworks give at width ``d_s``."""
 
     def __init__(self, factor: int):
         super().__init__()

@@ -4,12 +4,13 @@ hierarchical encoder, one set of generated weights per task (Liu et al., NeurIPS
 Per forward pass over tasks ``[t_1 .. t_A]`` (the batch repeated once per task, task-major)::
 
     task embeddings [A, Et], layer embedding e_l ─hypernetworks─▶ W_down [A, d_s, r_s], W_up [A, r_s, d_s]
-    block l's output x [A·B, L, d_s] ─▶ x + GELU(x W_down + b_down) W_up + b_up       (slice i: task t_i)
+    block l's output x [A·B, L, d_s] ─▶ x + scale · (GELU(x W_down + b_down) W_up + b_up)   (slice i: task t_i)
 
-The paper has no official code; what is fixed here: adapters sit after each block (on the block output),
-hypernetworks are linear maps, the task half of ``W_up`` starts at zero (identity adapters at step 0).
-Task embeddings are keyed by task name, so :meth:`add_task` adds one embedding and leaves every other
-task's generated weights — and outputs — unchanged.
+No official code exists, and of the paper only the abstract, the introduction and the figure captions could
+be read here; ``docs/methods/polyhistor.md`` lists what those fix and every choice made where they do not
+(position after each block's output, linear hypernetworks, the task half of ``W_up`` at zero so the
+adapters start as the identity, ...). Task embeddings are keyed by task name, so :meth:`add_task` adds one
+embedding and leaves every other task's generated weights — and outputs — unchanged.
 """
 
 from __future__ import annotations
