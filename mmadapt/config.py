@@ -108,7 +108,15 @@ class VideoTextConfig:
     ``text_tokenizer`` names a Hugging Face tokenizer (id, path or ``zoo:`` LM); its ids get a *trained*
     embedding table of the encoder's width (plus ``max_text_len`` text positions and a text / video type
     embedding). ``temporal_embedding`` adds a trained per-frame embedding (off by default, so that frame order
-    reaches the model only through token rolling)."""
+    reaches the model only through token rolling).
+
+    ``pooling``: ``pooler`` (the authors') — mean over frames, then a trained tanh pooler (Linear + tanh) on
+    the first token of the sequence: the text's first token (its [CLS]) when a text is given, the encoder's
+    [CLS] for video only; ``cls_mean`` — the mean over frames of the encoder's [CLS], no pooler.
+
+    What trains inside the encoder (the authors fine-tune all of it; by default it stays frozen):
+    ``lora`` — peft LoRA on its linear layers (``{r, alpha, target_modules}``; null targets: query / value);
+    ``train_blocks`` — indices of encoder blocks trained in full."""
 
     n_frames: int = 8
     text_tokenizer: str = "zoo:tiny-opt"
@@ -118,6 +126,9 @@ class VideoTextConfig:
     temporal_embedding: bool = False
     frame_sampling: Literal["uniform", "random"] = "uniform"
     shuffle_frames: bool = False  # an ablation: each clip's frames in a fixed random order (seeded by its path)
+    pooling: Literal["pooler", "cls_mean"] = "pooler"
+    lora: Any = None  # mmadapt.adapters.lora.LoRAConfig (built by _build: that module imports this one)
+    train_blocks: list[int] | None = None
 
     def validate(self) -> None:
         if self.n_frames < 1:
@@ -126,6 +137,12 @@ class VideoTextConfig:
             raise ConfigError(f"max_text_len: expected >= 1, got {self.max_text_len}")
         if self.answers is not None and len(set(self.answers)) != len(self.answers):
             raise ConfigError("answers: duplicate answers in the vocabulary")
+        if self.lora is not None and self.lora.dropout:
+            raise ConfigError(f"lora.dropout: the all_in_one encoder always runs in eval mode, so LoRA dropout "
+                              f"would never act; expected 0, got {self.lora.dropout}")
+        if self.train_blocks is not None:
+            if any(b < 0 for b in self.train_blocks) or len(set(self.train_blocks)) != len(self.train_blocks):
+                raise ConfigError(f"train_blocks: expected distinct block indices >= 0, got {self.train_blocks}")
 
 
 @dataclass
@@ -407,6 +424,10 @@ def _build(tp: Any, value: Any, path: str) -> Any:
                 kwargs[key] = None if item is None else _build_adapter(item, sub)
             elif tp is ModelConfig and key == "tokenizer":
                 kwargs[key] = None if item is None else _build_tokenizer(item, sub)
+            elif tp is VideoTextConfig and key == "lora":
+                from mmadapt.adapters.lora import LoRAConfig  # imported here: mmadapt.adapters imports this module
+
+                kwargs[key] = None if item is None else _build(LoRAConfig, item, sub)
             else:
                 kwargs[key] = _build(hints[key], item, sub)
         obj = tp(**kwargs)

@@ -6,8 +6,13 @@ Before a block, a fraction of every frame's visual tokens is shifted circularly 
 tokens ([CLS], text) never move. As in the authors' code the rolled tokens *stay rolled*: every selected
 block rolls the sequence it receives and nothing ever unrolls, so after ``k`` rolling blocks a token has moved
 ``k`` frames (mod ``T``) — :func:`unroll_tokens` / :func:`unroll_sequence` exist for tests and analysis.
-Default amounts as the authors' (196 patches per frame, 24 each way): ``fraction = 24 / 196`` per direction,
-``n = round(fraction · tokens_per_frame)``.
+Default amounts as the authors' (``AllInOne/modules/temporal_roll.py``, ``n_div = 8`` over a frame's
+``[CLS]`` + patches): ``n = (tokens_per_frame + 1) // 8`` each way — 24 of 196 patches (ViT-B/16 at 224 px),
+8 of 64; ``fraction`` sets a share instead, ``n = round(fraction · tokens_per_frame)``.
+
+When: the authors roll only when a text and a video share the sequence (``infer`` of
+``AllInOne/modules/allinone_module.py``: video-only and text-only passes never roll) — the default here;
+``roll_video_only: true`` also rolls video-only inputs (video classification without a text).
 
 Pieces:
 
@@ -40,8 +45,8 @@ from mmadapt.registry import register
 __all__ = ["RollLayout", "TokenRolling", "TokenRollingConfig", "roll_sequence", "roll_tokens", "unroll_sequence",
            "unroll_tokens"]
 
-#: the authors' amount: of 196 patch tokens per frame, 24 roll forward and 24 back
-DEFAULT_FRACTION = 24 / 196
+#: the authors' divisor: ``(1 + N) // 8`` of a frame's [CLS] + ``N`` patch tokens roll each way (24 of 196)
+AUTHORS_DIVISOR = 8
 
 
 # ------------------------------------------------------------------------------------------- [B, T, N, D]
@@ -201,22 +206,23 @@ class TokenRollingConfig:
     """How much rolls, and where.
 
     - ``fraction``: share of each frame's visual tokens rolled one frame forward, and the same share one frame
-      back (default the authors' 24 of 196); ``n_forward`` / ``n_backward`` set the counts directly instead.
-    - ``only_with_text``: roll only when text shares the sequence (the authors' code: video–text tasks);
-      the default rolls for video-only inputs too (video classification), which is where the adapter is the
-      only temporal path.
-    - ``blocks``: indices of the encoder blocks before which to roll (default: every block).
+      back; None (default) is the authors' count, ``(tokens_per_frame + 1) // 8`` (24 of 196, 8 of 64);
+      ``n_forward`` / ``n_backward`` set the counts directly instead.
+    - ``roll_video_only``: also roll when the sequence holds no text (video-only classification). The
+      authors roll only video–text sequences (the default, False): a video-only input then has no temporal
+      path at all.
+    - ``blocks``: indices of the encoder blocks before which to roll (default: every block, as the authors).
     """
 
     name: str = "token_rolling"
-    fraction: float = DEFAULT_FRACTION
+    fraction: float | None = None
     n_forward: int | None = None
     n_backward: int | None = None
-    only_with_text: bool = False
+    roll_video_only: bool = False
     blocks: list[int] | None = None
 
     def validate(self) -> None:
-        if not 0 <= self.fraction <= 0.5:
+        if self.fraction is not None and not 0 <= self.fraction <= 0.5:
             raise ConfigError(f"fraction: expected a share in [0, 0.5] per direction, got {self.fraction}")
         for key in ("n_forward", "n_backward"):
             value = getattr(self, key)
@@ -227,7 +233,10 @@ class TokenRollingConfig:
 
     def amounts(self, tokens_per_frame: int) -> tuple[int, int]:
         """``(n_forward, n_backward)`` for frames of ``tokens_per_frame`` visual tokens."""
-        n = round(self.fraction * tokens_per_frame)
+        if self.fraction is None:
+            n = (tokens_per_frame + 1) // AUTHORS_DIVISOR
+        else:
+            n = round(self.fraction * tokens_per_frame)
         fwd = self.n_forward if self.n_forward is not None else n
         bwd = self.n_backward if self.n_backward is not None else n
         if fwd + bwd > tokens_per_frame:
@@ -269,8 +278,9 @@ class TokenRolling(Adapter):
 
     def block_hook(self, n_frames: int, n_text: int, tokens_per_frame: int):
         """``before_block(i, x)`` for :meth:`run_blocks`: ``x`` [B·T, n_text + N, D] → same shape with the
-        ``N`` visual tokens rolled along the ``T`` frames of each clip (None when nothing would move)."""
-        if n_frames < 2 or (self.config.only_with_text and n_text == 0):
+        ``N`` visual tokens rolled along the ``T`` frames of each clip (None when nothing would move: one frame,
+        or no text without ``roll_video_only``)."""
+        if n_frames < 2 or (n_text == 0 and not self.config.roll_video_only):
             return None
         fwd, bwd = self.config.amounts(tokens_per_frame)
         if fwd + bwd == 0:

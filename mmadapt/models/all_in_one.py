@@ -1,22 +1,31 @@
-"""AllInOne: video frames and text through one frozen shared encoder, frames joined by token rolling
+"""AllInOne: video frames and text through one shared encoder, frames joined by token rolling
 (Wang et al., CVPR 2023, "All in One: Exploring Unified Video-Language Pre-training").
 
 The encoder attends *per frame*: a clip of ``T`` frames and its text become ``T`` sequences in the batch
 dimension, each ``[CLS] [text tokens] [frame t's patch tokens]``. Frames meet only through the parameter-free
 :class:`~mmadapt.adapters.token_rolling.TokenRolling` adapter, which rolls part of each frame's tokens one
-frame forward / back before every block; without it the model cannot tell frame order (the baseline).
+frame forward / back before every block — as the authors, only when a text shares the sequence (its
+``roll_video_only`` option also rolls video-only inputs); without it the model cannot tell frame order.
 
 Data flow of one batch::
 
     clips [B, T, 3, S, S] ─frozen patch + position embedding─▶ [B·T, N, D] ─┐
     texts ─HF tokenizer─▶ ids [B, L] ─trained embedding─▶ [B, L, D] ─repeat T─┴▶ [B·T, L + N, D]
-        ─encoder.run_blocks (+ rolling before each block)─▶ [CLS] [B·T, D] ─mean over T─▶ [B, D] ─head─▶ outputs
+        ─encoder.run_blocks (+ rolling before each block)─▶ [B·T, 1 + L + N, D] (after the final norm)
+        ─pooling─▶ [B, D] ─head─▶ outputs
+
+Pooling (``video_text.pooling``): ``pooler`` (default, the authors') — the mean over the ``T`` frames of the
+sequence's first token (the text's first token, its [CLS], when there is a text; the encoder's [CLS] for
+video only) → trained Linear(D, D) → tanh; ``cls_mean`` — the mean over frames of the encoder's [CLS].
 
 Heads (trained, chosen by the recipe's tasks): ``answer`` — a classifier over the video QA answer vocabulary
-(All-in-One's VQA head: Linear → LayerNorm → GELU → Linear); ``match`` — one video–text matching logit
-(retrieval ranks all pairs by it); ``classify`` — video classes (``model.head``, video only, no text).
-Trained: the text embedding tables (only with a text task), a text / video type embedding, the heads (and
-the per-frame embedding if ``temporal_embedding``). The encoder and the rolling adapter have no trained weights.
+(Linear → LayerNorm → GELU → Linear); ``match`` — one video–text matching logit (retrieval ranks all pairs by
+it); ``classify`` — video classes (``model.head``, video only, no text). Trained: the text embedding tables
+(only with a text task), a text / video type embedding, the pooler, the heads (and the per-frame embedding if
+``temporal_embedding``). The encoder is frozen by default (the authors fine-tune it whole after their
+video–text pretraining); ``video_text.lora`` adds peft LoRA inside it and ``video_text.train_blocks`` trains
+chosen blocks in full. Both live in :attr:`trained` (``lora``: the LoRA A / B layers, ``blocks``: the chosen
+blocks, aliases of the encoder's own modules), so checkpoints and ``save_pretrained`` hold them.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmadapt.adapters.lora import inject_lora
 from mmadapt.backbones.base import resolve_name
 from mmadapt.backbones.vision import VisionEncoder, load_vision_encoder
 from mmadapt.config import ModelConfig
@@ -116,11 +126,32 @@ class AllInOne(Assembly):
             raise ConfigError("model.video_text: no head (set answers, matching, or model.head.n_outputs — "
                               "mmadapt.build_model fills them from the tasks)")
         trained["heads"] = nn.ModuleDict(heads)
+        if vt.pooling == "pooler":  # the authors' init (objectives.init_weights): N(0, 0.02), zero bias
+            trained["pooler"] = nn.Linear(D, D)
+            nn.init.normal_(trained["pooler"].weight, std=0.02)
+            nn.init.zeros_(trained["pooler"].bias)
+        trained.update(self._encoder_training(vt, encoder))
         self.trained = nn.ModuleDict(trained)
         self.adapter = adapter
         if adapter is not None:
             adapter.attach(encoder)
         self._answer_index = {a: i for i, a in enumerate(vt.answers or [])}
+
+    @staticmethod
+    def _encoder_training(vt, encoder: VisionEncoder) -> dict[str, nn.Module]:
+        """The encoder parts ``vt`` trains: ``lora`` (peft LoRA layers inserted into the encoder, their A / B
+        weights) and ``blocks`` (``{"<index>": block}``, unfrozen in full). LoRA goes in first: peft marks
+        every non-LoRA weight of the model it adapts as frozen."""
+        parts: dict[str, nn.Module] = {}
+        if vt.lora is not None:
+            parts["lora"] = inject_lora(vt.lora, encoder.model, "model.video_text.lora")
+        if vt.train_blocks:
+            blocks = encoder.blocks
+            if max(vt.train_blocks) >= len(blocks):
+                raise ConfigError(f"model.video_text.train_blocks: {vt.train_blocks} names a block >= the "
+                                  f"encoder's {len(blocks)}")
+            parts["blocks"] = nn.ModuleDict({str(i): blocks[i].requires_grad_(True) for i in sorted(vt.train_blocks)})
+        return parts
 
     # ------------------------------------------------------------------------------------ construction
     @classmethod
@@ -185,8 +216,9 @@ class AllInOne(Assembly):
             tokens = tokens + self.trained["temporal"].weight[:T, None]
         return tokens
 
-    def pooled(self, pixel_values: torch.Tensor, texts: list[str] | None = None) -> torch.Tensor:
-        """Clips [B, T, 3, S, S] (+ one text per clip) → the mean over frames of the encoder's [CLS] [B, D]."""
+    def hidden(self, pixel_values: torch.Tensor, texts: list[str] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clips [B, T, 3, S, S] (+ one text per clip) → the encoder's output per frame [B, T, 1 + L + N, D]
+        (``[CLS] [L text tokens] [N patch tokens]``, after its final norm) and the text mask [B, L]."""
         pixel_values = pixel_values.to(self.device)
         frames = self._frames(pixel_values)
         B, T, N, D = frames.shape
@@ -197,7 +229,27 @@ class AllInOne(Assembly):
                           torch.ones(B, T, N, dtype=torch.bool, device=self.device)], dim=2).flatten(0, 1)
         hook = self.adapter.block_hook(T, L, N) if self.adapter is not None else None
         hidden, _ = self.encoder.run_blocks(tokens, mask, before_block=hook)
-        return hidden[:, 0].view(B, T, D).mean(dim=1)
+        return hidden.view(B, T, 1 + L + N, D), text_mask
+
+    def pooled(self, pixel_values: torch.Tensor, texts: list[str] | None = None) -> torch.Tensor:
+        """Clips [B, T, 3, S, S] (+ one text per clip) → [B, D] by ``video_text.pooling`` (module docstring)."""
+        hidden, text_mask = self.hidden(pixel_values, texts)
+        return self.pool(hidden, text_mask)
+
+    def pool(self, hidden: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
+        """``hidden`` [B, T, 1 + L + N, D], ``text_mask`` [B, L] → [B, D].
+
+        ``pooler``: ``tanh(W · mean_t hidden[b, t, p] + c)`` with ``p`` the first real text token (position
+        ``1 +`` its index; the tokenizer's [CLS] / BOS) when ``L > 0``, else the encoder's [CLS] (``p = 0``);
+        ``cls_mean``: ``mean_t hidden[b, t, 0]``."""
+        if self.config.video_text.pooling == "cls_mean":
+            return hidden[:, :, 0].mean(dim=1)
+        B = hidden.shape[0]
+        first = torch.zeros(B, dtype=torch.long, device=hidden.device)
+        if text_mask.shape[1]:
+            first = 1 + text_mask.long().argmax(dim=1)  # the first True: right or left padding alike
+        token = hidden[torch.arange(B, device=hidden.device), :, first]  # [B, T, D]
+        return torch.tanh(self.trained["pooler"](token.mean(dim=1)))
 
     def answer_logits(self, pixel_values: torch.Tensor, questions: list[str]) -> torch.Tensor:
         """[B, n_answers] over ``config.video_text.answers``."""
