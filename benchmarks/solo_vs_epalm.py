@@ -7,10 +7,19 @@ Every method trains on the same data (the synthetic scenes, 3000 training / 300 
 rate schedule and seed:
 
 - ``solo``: ``adapters/solo/synthetic.yaml`` — no vision encoder; 16-px patches of the 64×64 image through
-  one linear map into the frozen LM's input (patch embedding + 4 token embeddings trained);
-- ``solo + lora``: the same plus peft LoRA (r 8) on the LM's q_proj / v_proj;
-- ``epalm``: ``adapters/epalm/demo.yaml`` — the frozen ``zoo:tiny-vit``'s [CLS] tokens injected into the
-  LM's last layers (shared connector + 10-token soft prompt trained).
+  one linear map into the frozen LM's input (patch embedding + 4 token embeddings trained); SOLO's defaults
+  (the authors'): images resized to multiples of the patch (a no-op on the 64×64 scenes), the loss on the
+  answer + EOS only, averaged over the batch's answer tokens;
+- ``solo (before)``: the same with mmadapt's earlier SOLO defaults (zero padding, the question scored at 0.1,
+  per-sample mean);
+- ``solo + lora``: ``solo`` plus peft LoRA (r 8) on the LM's q_proj / v_proj;
+- ``epalm``: ``adapters/epalm/demo.yaml`` with eP-ALM's defaults (the authors') in place of what the demo
+  pins: the frozen ``zoo:tiny-vit``'s [CLS] tokens injected into the LM's last layers (shared connector +
+  10-token soft prompt, MLP-reparameterised at the LM's input width from N(0, 1), trained), every question and
+  answer token scored, summed per sample, × 0.1;
+- ``epalm (before)``: ``adapters/epalm/demo.yaml`` as it is — mmadapt's earlier eP-ALM defaults, which the demo
+  keeps (a plain prompt from N(0, 0.02²), the question at 0.1, per-sample mean). On the 6-layer tiny LM with
+  6 tokens both injection schedules write one token per layer, so the schedule is the same in both.
 
 Prints held-out VQA accuracy (official scorer; overall and per question family), trainable parameters and
 their share of the whole model, the median train-step time (forward + backward + AdamW + batch loading, from
@@ -30,10 +39,18 @@ from _common import write_json  # noqa: E402
 from _recipes import FAMILIES, scenes_vqa_overrides, train_vqa  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+#: eP-ALM's defaults (the authors'), in place of the earlier ones that adapters/epalm/demo.yaml pins
+EPALM_DEFAULTS = ["model.adapter.prompt_mlp_hidden=null", "model.adapter.prompt_init_std=1.0",
+                  "model.adapter.loss=authors", "model.adapter.lm_loss_weight=0.1", "tasks.vqa.prefix_loss_weight=null"]
+#: mmadapt's earlier SOLO defaults
+SOLO_BEFORE = ["model.adapter.image_fit=pad", "model.adapter.loss=weighted", "tasks.vqa.prefix_loss_weight=0.1"]
+SOLO, EPALM = ROOT / "adapters" / "solo" / "synthetic.yaml", ROOT / "adapters" / "epalm" / "demo.yaml"
 METHODS = {
-    "solo": (ROOT / "adapters" / "solo" / "synthetic.yaml", []),
-    "solo + lora": (ROOT / "adapters" / "solo" / "synthetic.yaml", ["model.adapter.lora.r=8"]),
-    "epalm": (ROOT / "adapters" / "epalm" / "demo.yaml", []),
+    "solo": (SOLO, []),
+    "solo (before)": (SOLO, SOLO_BEFORE),
+    "solo + lora": (SOLO, ["model.adapter.lora.r=8"]),
+    "epalm": (EPALM, EPALM_DEFAULTS),
+    "epalm (before)": (EPALM, []),
 }
 
 
@@ -58,15 +75,16 @@ def main() -> int:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for method in args.methods:
-            results[method] = run(method, common, Path(tmp) / method.replace(" + ", "_"))
+            folder = method.replace(" + ", "_").replace(" (", "_").rstrip(")")
+            results[method] = run(method, common, Path(tmp) / folder)
             print(f"  {method}: {results[method]}", file=sys.stderr)
     families = list(FAMILIES.values())
-    header = (f"{'method':14s}{'VQA %':>8s}" + "".join(f"{f:>8s}" for f in families)
+    header = (f"{'method':16s}{'VQA %':>8s}" + "".join(f"{f:>8s}" for f in families)
               + f"{'trainable':>11s}{'share %':>9s}{'step ms':>9s}{'LM tokens':>11s}{'wall s':>8s}")
     print(header)
     print("-" * len(header))
     for method, r in results.items():
-        print(f"{method:14s}{r['vqa']:8.2f}" + "".join(f"{r['families'].get(f, float('nan')):8.2f}" for f in families)
+        print(f"{method:16s}{r['vqa']:8.2f}" + "".join(f"{r['families'].get(f, float('nan')):8.2f}" for f in families)
               + f"{r['trainable']:11,d}{r['trainable_pct']:9.2f}{1000 * r['step_s_median']:9.0f}"
               f"{r['lm_tokens_per_sample']:11.1f}{r['wall_s']:8.1f}")
     base = next(iter(results.values()))["baselines"]

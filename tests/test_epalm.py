@@ -34,10 +34,12 @@ def build(kind="opt", layers=4, **cfg):
 
 
 def test_injection_layers_follow_the_paper():
-    # OPT-2.7B: 32 layers, [19, 31), 6 tokens → step 2; OPT-350m: 24 layers, [11, 23)
-    assert EPALMConfig(start=19, end=31).injection_layers(32) == [19, 21, 23, 25, 27, 29]
-    assert EPALMConfig(start=11, end=23).injection_layers(24) == [11, 13, 15, 17, 19, 21]
-    assert EPALMConfig(n_injected=2, start=1, end=4).injection_layers(4) == [1, 2]
+    # OPT-2.7B: 32 layers, [19, 31), 6 tokens → step 2; every layer writes (the authors' text_step 1)
+    assert EPALMConfig(start=19, end=31).injection_layers(32) == list(range(19, 31))
+    assert EPALMConfig(start=11, end=23).injection_plan(24) == {11 + i: i // 2 for i in range(12)}
+    # write_every: step — mmadapt's earlier schedule, one write per token
+    assert EPALMConfig(start=19, end=31, write_every="step").injection_layers(32) == [19, 21, 23, 25, 27, 29]
+    assert EPALMConfig(n_injected=2, start=1, end=4).injection_plan(4) == {1: 0, 2: 1, 3: 1}
     with pytest.raises(ConfigError, match="n_injected"):
         EPALMConfig(n_injected=6, start=2, end=5).validate()
     with pytest.raises(ConfigError, match="start/end"):
@@ -131,6 +133,7 @@ def test_gradients_reach_exactly_the_adapter(model):
 
 
 def test_loss_weights_question_tokens_at_one_tenth(model):
+    # an explicit prefix weight (the task's prefix_loss_weight, or loss: weighted's default)
     text = model.tokenize(["question: what color is the circle? answer:"], ["red"], 0.1)
     w = text.weights[0][text.mask[0].bool()].tolist()
     assert w[0] == 0.0  # BOS is never predicted
@@ -179,8 +182,9 @@ def test_beam_search_with_one_beam_is_greedy_and_beams_score_higher(model):
 
 
 class _ScriptedLM:
-    """Stands in for PerceptualLM inside ``_beam_search``: the log-probabilities of the next token (0 = EOS,
-    1, 2) are a table of (sample, tokens so far); the "KV cache" is each row's token history."""
+    """Stands in for PerceptualLM inside ``_beam_search`` and for its decoder: the log-probabilities of the next
+    token (0 = EOS, 1, 2) are a table of (sample, tokens so far); the decoding state is each row's sample and
+    token history."""
 
     TABLES = {
         # sample 0 alone: after step 2 it has finished "1" (-0.6 / 2 = -0.3) and "2" (-0.6), its best live beam
@@ -199,31 +203,32 @@ class _ScriptedLM:
         self.device = torch.device("cpu")
         self._sample_done = PerceptualLM._sample_done
         self._best_hypothesis = PerceptualLM._best_hypothesis
+        self.samples: list[int] = []
         self.history: list[tuple[int, ...]] = []
 
-    def logprobs(self, samples: torch.Tensor) -> torch.Tensor:
-        return torch.tensor([self.TABLES[s].get(h, self.DEFAULT[s]) for s, h in zip(samples.tolist(), self.history)],
+    def logprobs(self) -> torch.Tensor:
+        return torch.tensor([self.TABLES[s].get(h, self.DEFAULT[s]) for s, h in zip(self.samples, self.history)],
                             dtype=torch.float32)
 
-    # the cache interface _beam_search uses
-    def batch_repeat_interleave(self, n: int) -> None:
+    # the decoder interface _beam_search uses
+    def repeat_interleave(self, n: int) -> None:
+        self.samples = [s for s in self.samples for _ in range(n)]
         self.history = [h for h in self.history for _ in range(n)]
 
-    def reorder_cache(self, rows: torch.Tensor) -> None:
+    def reorder(self, rows: torch.Tensor) -> None:
+        self.samples = [self.samples[i] for i in rows.tolist()]
         self.history = [self.history[i] for i in rows.tolist()]
 
-    def _step(self, tokens, valid, next_pos, cache):
+    def step(self, tokens):
         self.history = [h + (t,) for h, t in zip(self.history, tokens.tolist())]
-        return self.logprobs(valid), valid, next_pos
+        return self.logprobs()
 
     def _decode(self, ids: torch.Tensor) -> tuple[int, ...]:
         return tuple(ids.tolist())
 
     def search(self, samples: list[int], beams: int = 2, max_new_tokens: int = 6):
-        self.history = [() for _ in samples]
-        valid = torch.tensor(samples)  # stands for the attention mask; carries each row's sample id
-        return PerceptualLM._beam_search(self, self.logprobs(valid), valid, valid.clone(), self, len(samples),
-                                         beams, max_new_tokens, 1.0)
+        self.samples, self.history = list(samples), [() for _ in samples]
+        return PerceptualLM._beam_search(self, self.logprobs(), self, len(samples), beams, max_new_tokens, 1.0)
 
 
 def test_batched_beam_search_decides_each_sample_as_if_it_ran_alone():

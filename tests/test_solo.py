@@ -43,12 +43,13 @@ def scene(size: tuple[int, int], seed: int = 0) -> Image.Image:
     return render_scene(sample_scene(rng), 64, rng).resize(size)
 
 
-def build(kind: str = "opt", lora: bool = False, patch_size: int = 16, max_side: int = 96) -> PerceptualLM:
+def build(kind: str = "opt", lora: bool = False, patch_size: int = 16, max_side: int = 96,
+          image_fit: str = "resize") -> PerceptualLM:
     """SOLO on a tiny random LM (its own copy of the shared test tokenizer, which SOLO extends)."""
     lm = tiny_lm(kind)
     lm.tokenizer = copy.deepcopy(lm.tokenizer)
     targets = ["c_attn"] if kind == "gpt2" else None
-    cfg = SOLOConfig(patch_size=patch_size, max_side=max_side,
+    cfg = SOLOConfig(patch_size=patch_size, max_side=max_side, image_fit=image_fit,
                      lora=LoRAConfig(r=4, alpha=8, target_modules=targets) if lora else None)
     torch.manual_seed(1)
     adapter = SOLO(cfg, lm)
@@ -93,8 +94,8 @@ def test_mixed_sizes_are_left_padded_to_the_longest_span():
     assert torch.all(batch.patches[1, 12:] == 0)  # and neither do the padding patches
 
 
-def test_long_side_is_downscaled_keeping_the_aspect_ratio():
-    model = build(max_side=96)
+def test_pad_option_downscales_the_long_side_keeping_the_aspect_ratio():
+    model = build(max_side=96, image_fit="pad")
     wide, tall, exact = noise_image(300, 150), noise_image(150, 400), noise_image(96, 40)
     batch = model.vision.preprocess([wide, tall, exact])
     # 300×150 → 96×48 → 3×6 patches; 150×400 → 36×96 → 6×3 (36 px padded to 48); 96×40 stays, → 3×6
@@ -108,7 +109,7 @@ def test_long_side_is_downscaled_keeping_the_aspect_ratio():
 
 
 def test_patches_are_the_right_pixels_and_embed_as_linear_plus_vpatch():
-    model = build()
+    model = build(image_fit="pad")  # the zero padding of the pad option; resize: tests/test_solo_fidelity.py
     image = noise_image(33, 70, seed=3)
     batch = model.vision.preprocess([noise_image(64, 64), image])
     pixels = model.vision.pixels(image)  # [3, 70, 33], normalised

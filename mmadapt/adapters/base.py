@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -43,6 +43,26 @@ class InputPrefix:
     positioned: bool
 
 
+@dataclass(frozen=True)
+class TextLoss:
+    """How ``PerceptualLM`` turns a batch's per-token cross-entropies into its training loss (declared by the
+    adapter, so that each method's default is its authors').
+
+    - ``prefix_weight``: the loss weight of the prefix (prompt / question) tokens when the task sets none
+      (``tasks.<t>.prefix_loss_weight`` unset); target tokens and EOS weigh 1; padding and the first text
+      token (nothing predicts it) 0;
+    - ``reduction``: ``sample_mean`` — each sample's weighted mean over its tokens, then the mean over the
+      batch; ``sample_sum`` — each sample's weighted sum, then the mean over the batch (eP-ALM's
+      ``loss.sum() / batch_size``); ``token_mean`` — the weighted sum over the batch divided by the batch's
+      total weight (Hugging Face's mean over the labelled tokens; SOLO);
+    - ``scale``: the whole loss is multiplied by it (eP-ALM's ``lm_loss_weight``).
+    """
+
+    prefix_weight: float = 0.0
+    reduction: Literal["sample_mean", "sample_sum", "token_mean"] = "sample_mean"
+    scale: float = 1.0
+
+
 class PerceptualAdapter(Adapter):
     """An adapter that lets a frozen causal LM read perception (``PerceptualLM``). Per LM call:
 
@@ -58,6 +78,13 @@ class PerceptualAdapter(Adapter):
     """
 
     uses_vision_encoder: ClassVar[bool] = True
+    #: the training loss's form (:class:`TextLoss`); by default only the target (+ EOS) is scored
+    text_loss: TextLoss = TextLoss()
+    #: True: the first prefix column attends to every real column, later text included (eP-ALM's leaky mask);
+    #: its state then changes as text is appended, a KV cache would be stale, and generation recomputes
+    prefix_attends_future: bool = False
+    #: True: the frozen LM runs in train mode while the model trains (its dropout active; weights stay frozen)
+    lm_dropout: bool = False
     #: the name of what :meth:`encoder_features` returns, for the feature cache (``train.feature_cache``);
     #: None: this adapter's perception is not a function of frozen encoder features alone (not cacheable)
     feature_kind: ClassVar[str | None] = None

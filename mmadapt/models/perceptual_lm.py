@@ -1,20 +1,33 @@
 """PerceptualLM: perception → frozen LM → text.
 
-``forward(batch) -> loss`` trains; ``generate(batch) -> list[str]`` answers or captions with the KV cache
-(greedy or beam search); ``rank(batch, candidates) -> list[str]`` picks VQA answers from a list.
+``forward(batch) -> loss`` trains; ``generate(batch) -> list[str]`` answers or captions (greedy or beam
+search, with the KV cache — or, for an adapter whose first prefix column attends to later text, eP-ALM's leaky
+mask, recomputing the whole sequence for every new token); ``rank(batch, candidates) -> list[str]`` picks VQA
+answers from a list.
 
 A batch (see :func:`mmadapt.training.data.collate_examples`) holds ``pixel_values`` (what the image side's
 ``preprocess`` returns: [B, 3, H, W] for a vision encoder, a :class:`~mmadapt.adapters.solo.PatchBatch` for
-SOLO), ``prefix`` (list of prompt texts, e.g. ``"question: what color is the circle? answer:"``) and, for
-training, ``target`` (the answer or caption). The loss covers the prefix tokens with weight ``prefix_loss_weight``
-(eP-ALM: 0.1) and the target tokens (+ EOS) with weight 1, averaged per sample then over the batch (so
-the loss does not depend on how a global batch is split across ranks).
+SOLO), ``prefix`` (list of prompt texts, e.g. ``"question: what color is the circle? answer:"``, or the eP-ALM
+authors' ``"what color is the circle??</a>"``) and, for training, ``target`` (the answer or caption). The text
+is ``prefix + separator + target + EOS`` (``separator``: the task's ``target_separator``, default one space;
+the prefix starts with the tokenizer's BOS, or with BOS / EOS added here for tokenizers that add none, e.g.
+GPT-2's).
+
+The loss (:class:`~mmadapt.adapters.base.TextLoss`, declared by the adapter, so each method's default is its
+authors'): each predicted token has a weight — prefix tokens the task's ``prefix_loss_weight`` when set, else the
+adapter's (eP-ALM: 1, every question token scored; SOLO and others: 0, the answer only), target tokens + EOS 1,
+padding and the first token 0 — and the weighted token cross-entropies are reduced per the adapter's
+``reduction`` (eP-ALM: summed per sample, mean over the batch; SOLO: mean over the batch's scored tokens;
+others: mean per sample, then over the batch) and multiplied by its ``scale`` (eP-ALM: ``lm_loss_weight`` 0.1).
 
 The LM input is the adapter's prefix (:class:`~mmadapt.adapters.base.InputPrefix`; eP-ALM: perceptual
 slot + soft prompt, without positions; SOLO: ``<vision>`` patches and row separators ``</vision>``, each
 sample's span left-padded to the longest, with positions) followed by the text, left-padded; positions count
 real tokens only. The attention mask is built here as a 4D additive mask (causal, padding hidden as a key)
 so the adapter's hooks can edit it per layer.
+
+The frozen LM runs in eval mode, except while training an adapter that declares ``lm_dropout`` (eP-ALM: the
+authors train with the whole model in train mode); generation and ranking always run it in eval mode.
 
 Adapters follow :class:`~mmadapt.adapters.base.PerceptualAdapter`. Those that read pixels themselves
 (SOLO) get no vision encoder: ``self.vision`` is then their image processor, which keeps the tasks'
@@ -23,13 +36,15 @@ Adapters follow :class:`~mmadapt.adapters.base.PerceptualAdapter`. Those that re
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmadapt.adapters.base import PerceptualAdapter
+from mmadapt.adapters.base import PerceptualAdapter, TextLoss
 from mmadapt.backbones.lm import CausalLM
 from mmadapt.backbones.vision import VisionEncoder, load_vision_encoder
 from mmadapt.config import BackboneConfig, ModelConfig
@@ -107,7 +122,8 @@ class PerceptualLM(Assembly):
         if not batch.prefix:
             return None, batch.errors
         return {"pixel_values": batch.pixel_values, "prefix": batch.prefix, "target": batch.target,
-                "prefix_loss_weight": batch.prefix_weight}, batch.errors
+                "prefix_loss_weight": batch.prefix_weight,
+                "separator": [examples[i].target_separator for i in batch.kept]}, batch.errors
 
     def use_feature_cache(self, store) -> None:
         """Read the adapter's encoder features from ``store`` (a :class:`~mmadapt.training.feature_cache.
@@ -141,42 +157,75 @@ class PerceptualLM(Assembly):
             return None, errors
         return {"features": torch.stack([features[i] for i in kept]),
                 "prefix": [examples[i].prefix for i in kept], "target": [examples[i].target for i in kept],
-                "prefix_loss_weight": [examples[i].prefix_weight for i in kept]}, errors
+                "prefix_loss_weight": [examples[i].prefix_weight for i in kept],
+                "separator": [examples[i].target_separator for i in kept]}, errors
 
     # ------------------------------------------------------------------------------------------- modes
     def train(self, mode: bool = True) -> "PerceptualLM":
         super().train(mode)
-        self.lm.eval()  # frozen parts never train (dropout off), whatever the caller says
+        # frozen parts never train; the LM's dropout is on while training only if the adapter declares it (the
+        # Hugging Face model inside the frozen wrapper, which itself always stays in eval mode)
+        self.lm.eval()
+        if mode and self.adapter.lm_dropout:
+            self.lm.model.train()
         self.vision.eval()
         return self
 
+    @contextlib.contextmanager
+    def _lm_eval(self) -> Iterator[None]:
+        """The LM in eval mode (no dropout) for generation / ranking, whatever mode the model is in."""
+        was = self.lm.model.training
+        self.lm.eval()
+        try:
+            yield
+        finally:
+            self.lm.model.train(was)
+
     # ---------------------------------------------------------------------------------------- text side
     def tokenize(self, prefixes: list[str], targets: list[str] | None = None,
-                 prefix_weight: float | list[float] = 0.1) -> TextBatch:
-        """Left-padded ids of ``prefix [+ " " + target + EOS]`` with per-token loss weights."""
+                 prefix_weight: float | None | list[float | None] = None,
+                 separator: str | list[str] = " ") -> TextBatch:
+        """Left-padded ids of ``prefix [+ separator + target + EOS]`` with per-token loss weights.
+
+        ``prefix_weight`` (per batch or per sample; None: the adapter's :attr:`~mmadapt.adapters.base.TextLoss.
+        prefix_weight`) weighs the prefix tokens, 1 the target tokens and EOS, 0 the first token (nothing predicts
+        it). Every row starts with a start token: the tokenizer's BOS, or — for a tokenizer that adds none
+        (GPT-2) — its BOS (else EOS) token added here, so that an empty prefix still has a first token."""
         tok = self.lm.tokenizer
-        if not isinstance(prefix_weight, (list, tuple)):
-            prefix_weight = [float(prefix_weight)] * len(prefixes)
+        n = len(prefixes)
+        weights_in = prefix_weight if isinstance(prefix_weight, (list, tuple)) else [prefix_weight] * n
+        default = self.adapter.text_loss.prefix_weight
+        weights_in = [default if w is None else float(w) for w in weights_in]
+        separators = separator if isinstance(separator, (list, tuple)) else [separator] * n
+        start = self._start_ids()
         rows, weights = [], []
         for i, prefix in enumerate(prefixes):
-            ids = tok(prefix)["input_ids"]  # with the tokenizer's BOS, if it adds one
-            w = [0.0] + [prefix_weight[i]] * (len(ids) - 1)
+            ids = start + tok(prefix)["input_ids"]  # with the tokenizer's BOS, if it adds one
+            w = [0.0] + [weights_in[i]] * (len(ids) - 1)
             if targets is not None:
-                tgt = tok(" " + targets[i], add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+                tgt = tok(separators[i] + targets[i], add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
                 ids = ids + tgt
                 w = w + [1.0] * len(tgt)
             rows.append(ids)
             weights.append(w)
         width = max(len(r) for r in rows)
-        pad = tok.pad_token_id
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         ids_t = torch.full((len(rows), width), pad, dtype=torch.long)
         mask_t = torch.zeros((len(rows), width), dtype=torch.long)
         w_t = torch.zeros((len(rows), width), dtype=torch.float32)
         for i, (r, w) in enumerate(zip(rows, weights)):
-            ids_t[i, width - len(r):] = torch.tensor(r)
+            ids_t[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
             mask_t[i, width - len(r):] = 1
             w_t[i, width - len(r):] = torch.tensor(w)
         return TextBatch(ids_t, mask_t, w_t)
+
+    def _start_ids(self) -> list[int]:
+        """[] when the tokenizer starts every text itself (BOS), else [its BOS id, or EOS id] (GPT-2 adds
+        nothing: ``tok("")`` is empty)."""
+        tok = self.lm.tokenizer
+        if tok("")["input_ids"]:
+            return []
+        return [tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id]
 
     # ----------------------------------------------------------------------------------------- helpers
     def _perception(self, pixel_values):
@@ -207,7 +256,7 @@ class PerceptualLM(Assembly):
         L = K + T
         causal = torch.ones(L, L, dtype=torch.bool, device=device).tril()
         allowed = causal.unsqueeze(0) & valid.bool().unsqueeze(1)  # [B, L(q), L(k)]
-        if getattr(self.adapter.config, "leaky_visual_attention", False):
+        if self.adapter.prefix_attends_future:  # eP-ALM's leaky mask: the slot's row sees every real column
             allowed[:, 0, :] = valid.bool()
         return embeds, _additive(allowed, dtype), positions, valid
 
@@ -217,14 +266,16 @@ class PerceptualLM(Assembly):
 
     # ------------------------------------------------------------------------------------------ training
     def forward(self, pixel_values=None, prefix: list[str] | None = None, target: list[str] | None = None,
-                prefix_loss_weight: float | list[float] = 0.1, features: torch.Tensor | None = None) -> torch.Tensor:
-        """Mean per-sample weighted LM loss (``prefix_loss_weight`` per batch or per sample). The perception
-        comes from ``pixel_values``, or from the adapter's precomputed encoder ``features`` (feature cache)."""
+                prefix_loss_weight: float | None | list[float | None] = None, features: torch.Tensor | None = None,
+                separator: str | list[str] = " ") -> torch.Tensor:
+        """The training loss of the adapter's :class:`~mmadapt.adapters.base.TextLoss` (see the module
+        docstring); ``prefix_loss_weight`` per batch or per sample, None: the adapter's. The perception comes from
+        ``pixel_values``, or from the adapter's precomputed encoder ``features`` (feature cache)."""
         if features is not None:
             tokens = self.adapter.perceive_features(features.to(self.device))
         else:
             tokens = self._perception(pixel_values.to(self.device))
-        text = self.tokenize(prefix, target, prefix_loss_weight)
+        text = self.tokenize(prefix, target, prefix_loss_weight, separator)
         embeds, mask4d, positions, _ = self._prefill_inputs(text, tokens)
         hidden = self._run(embeds, mask4d, positions, tokens, prefill=True).last_hidden_state
         K = embeds.shape[1] - text.ids.shape[1]
@@ -233,29 +284,36 @@ class PerceptualLM(Assembly):
         rows, cols = weights.nonzero(as_tuple=True)
         logits = self.lm.logits(hidden[rows, K + cols]).float()
         ce = F.cross_entropy(logits, labels[rows, cols], reduction="none")
-        w = weights[rows, cols]
-        per_sample = torch.zeros(weights.shape[0], device=self.device).index_add_(0, rows, ce * w)
-        norm = weights.sum(dim=1).clamp(min=1e-8)
-        return (per_sample / norm).mean()
+        return reduce_loss(ce * weights[rows, cols], rows, weights, self.adapter.text_loss)
 
     # ---------------------------------------------------------------------------------------- generation
+    def _decoder(self, text: TextBatch, perception):
+        """Prefill ``text`` → (log-probs of the next token [B, V], the decoding state): with the KV cache, or —
+        when the adapter's prefix attends to later text (the cache would keep a stale prefix) — a state that
+        recomputes the whole sequence for every new token, as eP-ALM's authors generate."""
+        from transformers import DynamicCache
+
+        embeds, mask4d, positions, valid = self._prefill_inputs(text, perception)
+        if self.adapter.prefix_attends_future:
+            hidden = self._run(embeds, mask4d, positions, perception, prefill=True).last_hidden_state
+            return _log_softmax_last(self, hidden), _RecomputeDecoder(self, text, perception)
+        cache = DynamicCache(config=self.lm.model.config)
+        hidden = self._run(embeds, mask4d, positions, perception, prefill=True, cache=cache).last_hidden_state
+        return _log_softmax_last(self, hidden), _CachedDecoder(self, cache, valid, positions[:, -1] + 1)
+
     @torch.no_grad()
     def generate(self, pixel_values, prefix: list[str], max_new_tokens: int = 20,
                  num_beams: int = 1, length_penalty: float = 1.0) -> list[str]:
-        """Batched decoding with the KV cache; the perception enters at prefill only."""
-        from transformers import DynamicCache
-
+        """Batched greedy / beam decoding (the LM in eval mode); the perception enters at prefill (and at every
+        recomputed step in leaky mode)."""
         tok = self.lm.tokenizer
-        tokens = self._perception(pixel_values.to(self.device))
-        text = self.tokenize(prefix)
-        embeds, mask4d, positions, valid = self._prefill_inputs(text, tokens)
-        cache = DynamicCache(config=self.lm.model.config)
-        hidden = self._run(embeds, mask4d, positions, tokens, prefill=True, cache=cache).last_hidden_state
-        logprobs = F.log_softmax(self.lm.logits(hidden[:, -1]).float(), dim=-1)
-        next_pos = positions[:, -1] + 1
-        B = embeds.shape[0]
-        eos = tok.eos_token_id
-        if num_beams == 1:
+        with self._lm_eval():
+            tokens = self._perception(pixel_values.to(self.device))
+            logprobs, decoder = self._decoder(self.tokenize(prefix), tokens)
+            B = len(prefix)
+            eos = tok.eos_token_id
+            if num_beams > 1:
+                return self._beam_search(logprobs, decoder, B, num_beams, max_new_tokens, length_penalty)
             out = torch.full((B, 0), eos, dtype=torch.long, device=self.device)
             done = torch.zeros(B, dtype=torch.bool, device=self.device)
             for _ in range(max_new_tokens):
@@ -265,28 +323,25 @@ class PerceptualLM(Assembly):
                 done |= nxt == eos
                 if bool(done.all()):
                     break
-                logprobs, valid, next_pos = self._step(nxt, valid, next_pos, cache)
+                logprobs = decoder.step(nxt)
             return [self._decode(row) for row in out]
-        return self._beam_search(logprobs, valid, next_pos, cache, B, num_beams, max_new_tokens, length_penalty)
 
     def _step(self, token_ids: torch.Tensor, valid: torch.Tensor, positions: torch.Tensor, cache):
-        """One decoding step for ``token_ids`` [B] → next log-probs, extended validity, next positions."""
+        """One KV-cache decoding step for ``token_ids`` [B] → next log-probs, extended validity, next positions."""
         valid = torch.cat([valid, torch.ones_like(valid[:, :1])], dim=1)
         mask4d = _additive(valid.bool()[:, None, :], self.lm.dtype)  # [B, 1, K]
         embeds = self._embed_tokens(token_ids[:, None])
         hidden = self._run(embeds, mask4d, positions[:, None], None, prefill=False, cache=cache).last_hidden_state
         return F.log_softmax(self.lm.logits(hidden[:, -1]).float(), dim=-1), valid, positions + 1
 
-    def _beam_search(self, logprobs, valid, next_pos, cache, B, beams, max_new_tokens, length_penalty):
+    def _beam_search(self, logprobs, decoder, B, beams, max_new_tokens, length_penalty):
         """Beam search over a batch in which every sample is decided as if it ran alone: once a sample meets the
         stopping rule (:meth:`_sample_done`) its answer is fixed, and it gets no more beams or hypotheses while
         the rest of the batch goes on (HF's ``BeamScorer`` ``_done`` flags), so batch composition never changes
-        an answer."""
+        an answer. ``decoder``: the state of :meth:`_decoder` (``repeat_interleave`` / ``reorder`` / ``step``)."""
         eos = self.lm.tokenizer.eos_token_id
         V = logprobs.shape[-1]
-        cache.batch_repeat_interleave(beams)
-        valid = valid.repeat_interleave(beams, dim=0)
-        next_pos = next_pos.repeat_interleave(beams, dim=0)
+        decoder.repeat_interleave(beams)
         scores = torch.full((B, beams), float("-inf"), device=self.device)
         scores[:, 0] = 0.0  # all beams start identical: keep one alive
         logprobs = logprobs.repeat_interleave(beams, dim=0)
@@ -325,9 +380,8 @@ class PerceptualLM(Assembly):
                                                        length_penalty)
             if all(a is not None for a in answers):
                 break
-            cache.reorder_cache(flat_src)
-            valid, next_pos = valid[flat_src], next_pos[flat_src]
-            logprobs, valid, next_pos = self._step(new_tokens.view(-1), valid, next_pos, cache)
+            decoder.reorder(flat_src)
+            logprobs = decoder.step(new_tokens.view(-1))
         for b in range(B):  # max_new_tokens reached: the best of what finished and what is still alive
             if answers[b] is None:
                 answers[b] = self._best_hypothesis(finished[b], scores[b], seqs[b * beams:(b + 1) * beams],
@@ -363,23 +417,37 @@ class PerceptualLM(Assembly):
 
     # ------------------------------------------------------------------------------------------ ranking
     @torch.no_grad()
-    def rank(self, pixel_values, prefix: list[str], candidates: list[str], top_k: int = 16) -> list[str]:
+    def rank(self, pixel_values, prefix: list[str], candidates: list[str], top_k: int = 16,
+             separator: str = " ") -> list[str]:
         """VQA ranking mode: keep the ``top_k`` candidates by first-token probability, then pick the one
-        with the highest full-answer log-likelihood (answer tokens + EOS)."""
+        with the highest full-answer log-likelihood (``separator + answer`` tokens + EOS). In leaky mode the
+        full answer is scored by recomputing prefix + answer (the visual token sees the answer)."""
+        with self._lm_eval():
+            return self._rank(pixel_values, prefix, candidates, top_k, separator)
+
+    def _rank(self, pixel_values, prefix, candidates, top_k, separator):
         from transformers import DynamicCache
 
         tok = self.lm.tokenizer
-        cand_ids = [tok(" " + c, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for c in candidates]
+        cand_ids = [tok(separator + c, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for c in candidates]
         first = torch.tensor([c[0] for c in cand_ids], device=self.device)
         tokens = self._perception(pixel_values.to(self.device))
         text = self.tokenize(prefix)
         embeds, mask4d, positions, valid = self._prefill_inputs(text, tokens)
-        cache = DynamicCache(config=self.lm.model.config)
+        leaky = self.adapter.prefix_attends_future
+        cache = None if leaky else DynamicCache(config=self.lm.model.config)
         hidden = self._run(embeds, mask4d, positions, tokens, prefill=True, cache=cache).last_hidden_state
         first_lp = F.log_softmax(self.lm.logits(hidden[:, -1]).float(), dim=-1)[:, first]  # [B, C]
         k = min(top_k, len(candidates))
         top = first_lp.topk(k, dim=1).indices  # [B, k]
         B = embeds.shape[0]
+        if leaky:
+            total = self._sequence_logprob([p for p in prefix for _ in range(k)],
+                                           [candidates[c] for c in top.view(-1).tolist()],
+                                           _take(tokens, torch.arange(B, device=self.device).repeat_interleave(k)),
+                                           separator)
+            best = total.view(B, k).argmax(dim=1)
+            return [candidates[top[b, best[b]].item()] for b in range(B)]
         width = max(len(cand_ids[c]) for c in top.view(-1).tolist())
         cont = torch.full((B * k, width), tok.pad_token_id, dtype=torch.long, device=self.device)
         cont_mask = torch.zeros((B * k, width), dtype=torch.long, device=self.device)
@@ -403,6 +471,88 @@ class PerceptualLM(Assembly):
         total = first_lp.gather(1, top).view(-1) + tok_lp.sum(dim=1)
         best = total.view(B, k).argmax(dim=1)
         return [candidates[top[b, best[b]].item()] for b in range(B)]
+
+    def _sequence_logprob(self, prefixes: list[str], targets: list[str], perception, separator: str) -> torch.Tensor:
+        """Log-likelihood of each ``separator + target`` + EOS after its prefix, one full forward [N]."""
+        text = self.tokenize(prefixes, targets, 0.0, separator)
+        embeds, mask4d, positions, _ = self._prefill_inputs(text, perception)
+        hidden = self._run(embeds, mask4d, positions, perception, prefill=True).last_hidden_state
+        K = embeds.shape[1] - text.ids.shape[1]
+        weights = text.weights.to(self.device)[:, 1:]
+        rows, cols = weights.nonzero(as_tuple=True)
+        lp = F.log_softmax(self.lm.logits(hidden[rows, K + cols]).float(), dim=-1)
+        picked = lp.gather(-1, text.ids.to(self.device)[:, 1:][rows, cols, None]).squeeze(-1)
+        return torch.zeros(len(prefixes), device=self.device).index_add_(0, rows, picked)
+
+
+class _CachedDecoder:
+    """Decoding with the KV cache: each step feeds only the new tokens (``PerceptualLM._step``)."""
+
+    def __init__(self, model: PerceptualLM, cache, valid: torch.Tensor, next_pos: torch.Tensor):
+        self.model, self.cache, self.valid, self.next_pos = model, cache, valid, next_pos
+
+    def step(self, token_ids: torch.Tensor) -> torch.Tensor:
+        """``token_ids`` [B] appended → log-probs of the next token [B, V]."""
+        logprobs, self.valid, self.next_pos = self.model._step(token_ids, self.valid, self.next_pos, self.cache)
+        return logprobs
+
+    def repeat_interleave(self, n: int) -> None:
+        self.cache.batch_repeat_interleave(n)
+        self.valid = self.valid.repeat_interleave(n, dim=0)
+        self.next_pos = self.next_pos.repeat_interleave(n, dim=0)
+
+    def reorder(self, rows: torch.Tensor) -> None:
+        self.cache.reorder_cache(rows)
+        self.valid, self.next_pos = self.valid[rows], self.next_pos[rows]
+
+
+class _RecomputeDecoder:
+    """Decoding without a cache: each step re-runs the whole sequence (perception, prefix, text so far) as a
+    prefill, so a prefix that attends to later text (eP-ALM's leaky mask) sees every generated token."""
+
+    def __init__(self, model: PerceptualLM, text: TextBatch, perception):
+        self.model, self.perception = model, perception
+        self.ids, self.mask = text.ids.to(model.device), text.mask.to(model.device)
+
+    def step(self, token_ids: torch.Tensor) -> torch.Tensor:
+        self.ids = torch.cat([self.ids, token_ids[:, None]], dim=1)
+        self.mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=1)
+        text = TextBatch(self.ids, self.mask, torch.zeros_like(self.ids, dtype=torch.float32))
+        embeds, mask4d, positions, _ = self.model._prefill_inputs(text, self.perception)
+        hidden = self.model._run(embeds, mask4d, positions, self.perception, prefill=True).last_hidden_state
+        return _log_softmax_last(self.model, hidden)
+
+    def repeat_interleave(self, n: int) -> None:
+        self.reorder(torch.arange(self.ids.shape[0], device=self.ids.device).repeat_interleave(n))
+
+    def reorder(self, rows: torch.Tensor) -> None:
+        self.ids, self.mask = self.ids[rows], self.mask[rows]
+        self.perception = _take(self.perception, rows)
+
+
+def _take(perception, rows: torch.Tensor):
+    """Rows ``rows`` of a batch's perception (a tensor [B, ...] or a :class:`~mmadapt.adapters.solo.PatchBatch`;
+    both index by a list of row numbers)."""
+    return None if perception is None else perception[rows.tolist()]
+
+
+def _log_softmax_last(model: PerceptualLM, hidden: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities of the token after the last column, [B, V] (float32)."""
+    return F.log_softmax(model.lm.logits(hidden[:, -1]).float(), dim=-1)
+
+
+def reduce_loss(weighted_ce: torch.Tensor, rows: torch.Tensor, weights: torch.Tensor, spec: TextLoss) -> torch.Tensor:
+    """The batch's loss from its scored tokens: ``weighted_ce`` [N] (weight × cross-entropy of each scored
+    token), ``rows`` [N] (its sample), ``weights`` [B, T] (every token's weight) → a scalar per ``spec``."""
+    B = weights.shape[0]
+    per_sample = torch.zeros(B, device=weights.device).index_add_(0, rows, weighted_ce)
+    if spec.reduction == "sample_mean":
+        loss = (per_sample / weights.sum(dim=1).clamp(min=1e-8)).mean()
+    elif spec.reduction == "sample_sum":
+        loss = per_sample.sum() / B
+    else:  # token_mean
+        loss = per_sample.sum() / weights.sum().clamp(min=1e-8)
+    return loss * spec.scale
 
 
 def _additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

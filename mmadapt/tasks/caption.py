@@ -63,8 +63,8 @@ class CaptionTask(Task):
     def train_examples(self) -> list[Example]:
         if self.config.train is None:
             return []
-        return [Example(str(s.image_path), self.prefix, c, self.config.prefix_loss_weight, self.key)
-                for s in self._samples("train") for c in s.captions]
+        return [Example(str(s.image_path), self.prefix, c, self.config.prefix_loss_weight, self.key,
+                        self.config.target_separator) for s in self._samples("train") for c in s.captions]
 
     def evaluate(self, model, out_dir: Path, batch_size: int, max_samples: int | None = None,
                  quiet: bool = False) -> dict:

@@ -58,7 +58,7 @@ class VQATask(Task):
             return []
         samples, _ = self._samples("train")
         return [Example(str(s.image_path), self.prefix(s.question), _target(s), self.config.prefix_loss_weight,
-                        self.key) for s in samples]
+                        self.key, self.config.target_separator) for s in samples]
 
     def candidates(self) -> list[str]:
         if self.config.candidates:
@@ -92,7 +92,8 @@ class VQATask(Task):
             pixels = model.vision.preprocess(images)
             prefixes = [self.prefix(chunk[i].question) for i in ok]
             if cands is not None:
-                answers = model.rank(pixels, prefixes, cands, top_k=self.config.rank_top_k)
+                answers = model.rank(pixels, prefixes, cands, top_k=self.config.rank_top_k,
+                                     separator=self.config.target_separator)
             else:
                 answers = model.generate(pixels, prefixes, max_new_tokens=self.config.max_new_tokens,
                                          num_beams=self.config.num_beams)

@@ -27,8 +27,9 @@ class Example:
     image_path: str
     prefix: str
     target: str
-    prefix_weight: float
+    prefix_weight: float | None  # None: the model's default
     task: str
+    target_separator: str = " "  # text between ``prefix`` and ``target``
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ class Batch:
     pixel_values: torch.Tensor
     prefix: list[str]
     target: list[str]
-    prefix_weight: list[float]
+    prefix_weight: list[float | None]
     errors: list[str]
     kept: list[int]  # which of the examples these are (the others could not be read: ``errors``)
 

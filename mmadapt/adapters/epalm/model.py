@@ -1,24 +1,28 @@
 """eP-ALM: perceptual tokens injected into the last layers of a frozen LM, plus a soft prompt.
 
-How it sits in the LM (see METHODS.md). The LM input sequence that :class:`~mmadapt.models.PerceptualLM`
-builds is::
+How it sits in the LM. The LM input sequence that :class:`~mmadapt.models.PerceptualLM` builds is::
 
     column:   0            1 .. P         P+1 ..
               [perceptual] [soft prompt]  [text (left-padded)]
 
 Column 0 is the perceptual slot. Below the first injection layer nobody may attend to it (those layers
 "see only text"); at the first injection layer its hidden state is set to the first perceptual token —
-which is exactly eP-ALM's *prepend* — and at each later injection layer it is *replaced* by the next token.
-The slot and the prompt carry no position embedding; text positions start at 0 as if they were alone.
-With the default causal mask the visual token attends only to itself; ``leaky_visual_attention`` lets it
-see the whole sequence, as the authors' code did.
+which is exactly eP-ALM's *prepend* — and later injection layers *replace* it (the authors' ``text_step: 1``:
+every layer of ``[start, end)`` writes token ``min((idx - start) // step, n - 1)``, so each token is written
+into ``step`` consecutive layers; see :meth:`EPALMConfig.injection_plan`). Above ``end`` the slot's state
+evolves with the layers. The slot and the prompt carry no position embedding; text positions start at 0 as
+if they were alone. With the default causal mask the visual token attends only to itself;
+``leaky_visual_attention`` lets it see the whole sequence, as the authors' code did (their additive mask pads
+the new query row with zeros).
 
 All of that is done with three kinds of hooks installed by :meth:`EPALM.attach`:
 - a pre-hook on every layer below the first injection layer that hides column 0 in the attention mask;
-- a pre-hook on each injection layer that writes the next perceptual token into column 0 (prefill only);
+- a pre-hook on each writing layer that writes its perceptual token into column 0 (prefill only);
 - a forward hook on the learned position embedding (OPT, GPT-2) that zeroes it for columns 0..P.
 During KV-cache decoding the slot's keys/values are in the cache: the mask hook keeps hiding it from the
-lower layers, nothing is injected, and the new text tokens get their position embeddings normally.
+lower layers, nothing is injected, and the new text tokens get their position embeddings normally. In leaky
+mode the slot's state depends on the text after it, so ``PerceptualLM`` generates by recomputing the whole
+sequence (every call is a prefill) instead (:attr:`EPALM.prefix_attends_future`).
 """
 
 from __future__ import annotations
@@ -32,20 +36,21 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mmadapt.adapters.base import InputPrefix, PerceptualAdapter
+from mmadapt.adapters.base import InputPrefix, PerceptualAdapter, TextLoss
 from mmadapt.adapters.epalm.config import EPALMConfig
 from mmadapt.backbones.lm import CausalLM
 from mmadapt.registry import register
 
 
 class SoftPrompt(nn.Module):
-    """``length`` trainable input tokens ``[length, D]``, optionally MLP-reparameterised."""
+    """``length`` trainable input tokens ``[length, D]``, drawn from N(0, ``init_std``²) (1.0: ``nn.Embedding``'s
+    own init), optionally MLP-reparameterised (Embedding → Linear(D, hidden) → Tanh → Linear(hidden, D))."""
 
-    def __init__(self, length: int, dim: int, mlp_hidden: int = 0):
+    def __init__(self, length: int, dim: int, mlp_hidden: int = 0, init_std: float = 1.0):
         super().__init__()
         self.length = length
         self.embedding = nn.Embedding(length, dim)
-        nn.init.normal_(self.embedding.weight, std=0.02)
+        nn.init.normal_(self.embedding.weight, std=init_std)
         self.mlp = (
             nn.Sequential(nn.Linear(dim, mlp_hidden), nn.Tanh(), nn.Linear(mlp_hidden, dim)) if mlp_hidden else None
         )
@@ -82,13 +87,23 @@ class EPALM(PerceptualAdapter):
                 f"model.adapter.n_injected: {config.n_injected} > the vision encoder's {encoder_layers} layers"
             )
         self.config = config
-        self.layers = config.injection_layers(lm.num_layers)
+        self.plan = config.injection_plan(lm.num_layers)  # LM layer → the token it writes
+        self.layers = list(self.plan)
         n_connectors = 1 if config.shared_connector else config.n_injected
         self.connectors = nn.ModuleList(nn.Linear(encoder_dim, lm.hidden_size) for _ in range(n_connectors))
         # the slot and the prompt are input columns: the width of the input embeddings, which differs from the
         # layers' width in some LMs (OPT-350m: 512 projected to 1024); the connectors write into the layers
         self.input_dim = lm.input_embeddings.embedding_dim
-        self.prompt = SoftPrompt(config.prompt_len, self.input_dim, config.prompt_mlp_hidden) if config.prompt_len else None
+        hidden = self.input_dim if config.prompt_mlp_hidden is None else config.prompt_mlp_hidden
+        self.prompt = (SoftPrompt(config.prompt_len, self.input_dim, hidden, config.prompt_init_std)
+                       if config.prompt_len else None)
+        self.added_token_ids = _add_tokens(lm, config.added_tokens)
+        if config.loss == "authors":  # every text token weighs 1, summed per sample, / batch size, × 0.1
+            self.text_loss = TextLoss(prefix_weight=1.0, reduction="sample_sum", scale=config.lm_loss_weight)
+        else:  # mmadapt's earlier loss: the question at 0.1, per-sample mean
+            self.text_loss = TextLoss(prefix_weight=0.1, reduction="sample_mean", scale=config.lm_loss_weight)
+        self.prefix_attends_future = config.leaky_visual_attention
+        self.lm_dropout = config.lm_dropout
         self._active: _Active | None = None
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
@@ -146,10 +161,9 @@ class EPALM(PerceptualAdapter):
         for idx, layer in enumerate(lm.layers):
             if idx < first:
                 self._handles.append(layer.register_forward_pre_hook(self._hide_slot, with_kwargs=True))
-            elif idx in self.layers:
-                k = self.layers.index(idx)
+            elif idx in self.plan:
                 self._handles.append(
-                    layer.register_forward_pre_hook(self._make_injector(k), with_kwargs=True)
+                    layer.register_forward_pre_hook(self._make_injector(self.plan[idx]), with_kwargs=True)
                 )
         if lm.position_embedding is not None:
             self._handles.append(lm.position_embedding.register_forward_hook(self._drop_prefix_positions))
@@ -197,6 +211,23 @@ class EPALM(PerceptualAdapter):
         keep = torch.ones(output.shape[-2], 1, dtype=output.dtype, device=output.device)
         keep[: self._active.n_unpositioned] = 0
         return output * keep
+
+
+def _add_tokens(lm: CausalLM, tokens: list[str]) -> list[int]:
+    """Add ``tokens`` to ``lm``'s tokenizer as special tokens (kept if already there) → their ids, each of
+    which must be a row of the frozen input-embedding table (the authors' ``</a>``: OPT's spare rows)."""
+    if not tokens:
+        return []
+    from mmadapt.errors import ConfigError
+
+    lm.tokenizer.add_special_tokens({"additional_special_tokens": list(tokens)}, replace_extra_special_tokens=False)
+    ids = lm.tokenizer.convert_tokens_to_ids(list(tokens))
+    rows = lm.input_embeddings.num_embeddings
+    for token, i in zip(tokens, ids):
+        if i >= rows:
+            raise ConfigError(f"model.adapter.added_tokens: {token!r} gets id {i}, past the frozen LM's {rows} "
+                              "embedding rows (no spare row to take); drop it or use a plain-text marker")
+    return ids
 
 
 def _arg_index(module: nn.Module, name: str) -> int:

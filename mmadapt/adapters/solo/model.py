@@ -14,7 +14,9 @@ No vision encoder. The LM input of a sample is::
 - images of different sizes in one batch: each sample's span is left-padded to the longest; the padding is
   masked as an attention key and takes no position (see :class:`~mmadapt.adapters.base.InputPrefix`).
 
-The loss covers the text only (``PerceptualLM`` scores text tokens; the image span is never a target).
+The loss covers the text only (``PerceptualLM`` scores text tokens; the image span is never a target); by
+default (``loss: authors``) only the answer and EOS, averaged over the batch's scored tokens, as the authors'
+SFT data marks the image and prompt tokens -100 (``src/data/instruction_tuning.py``).
 Trained: the patch embedding and the four token embeddings, plus peft LoRA A / B inside the LM when
 ``config.lora`` is set (inserted at construction with :func:`~mmadapt.adapters.lora.inject_lora`; they start
 as the identity, B = 0).
@@ -27,10 +29,10 @@ import math
 import torch
 from torch import nn
 
-from mmadapt.adapters.base import InputPrefix, PerceptualAdapter
+from mmadapt.adapters.base import InputPrefix, PerceptualAdapter, TextLoss
 from mmadapt.adapters.lora import inject_lora
 from mmadapt.adapters.solo.config import SOLOConfig
-from mmadapt.adapters.solo.patches import NativeResolutionProcessor, PatchBatch, patch_grid, resized_size
+from mmadapt.adapters.solo.patches import NativeResolutionProcessor, PatchBatch, patch_grid
 from mmadapt.backbones.lm import CausalLM
 from mmadapt.errors import ConfigError
 from mmadapt.registry import register
@@ -95,6 +97,8 @@ class SOLO(PerceptualAdapter):
         super().__init__()
         self.config = config
         self.processor = NativeResolutionProcessor(config)
+        self.text_loss = (TextLoss(prefix_weight=0.0, reduction="token_mean") if config.loss == "authors"
+                          else TextLoss(prefix_weight=0.1, reduction="sample_mean"))
         _check_positions(config, lm)
         self.first_special_id = add_special_tokens(lm.tokenizer)
         frozen = lm.input_embeddings.weight.detach().float()  # [V, D]
@@ -144,8 +148,8 @@ class SOLO(PerceptualAdapter):
         return torch.where(ours[..., None], added, frozen)
 
     def n_tokens(self, width: int, height: int) -> int:
-        """LM tokens of one ``width × height`` image (after the downscale to ``max_side``)."""
-        return n_image_tokens(*patch_grid(*resized_size(width, height, self.config.max_side), self.config.patch_size))
+        """LM tokens of one ``width × height`` image (after the resize / downscale of ``image_fit``)."""
+        return n_image_tokens(*patch_grid(*self.processor.size(width, height), self.config.patch_size))
 
 
 def _check_positions(config: SOLOConfig, lm: CausalLM) -> None:

@@ -2,12 +2,14 @@
 
 One image → ``[rows·cols, 3·p·p]``:
 
-1. an image whose long side is longer than ``max_side`` is downscaled (bilinear) so that its long side is
-   ``max_side``, keeping the aspect ratio; smaller images keep their size;
+1. ``image_fit: resize`` (the authors'): resized (bilinear, stretching; small images are upsampled) to
+   :func:`fitted_size` — the long side ``min(ceil(long / p) · p, max_side)``, the short side scaled with it and
+   ceiled to a multiple of ``p`` (``image_utils.get_resize_output_image_size``); ``pad``: an image whose long
+   side is longer than ``max_side`` is downscaled (bilinear) to it, keeping the aspect ratio, smaller images
+   keep their size;
 2. pixels to [0, 1], normalised per channel (``(x - mean) / std``);
-3. each side padded with zeros (of the normalised image: the mean colour) at the bottom / right up to a
-   multiple of ``p`` (the authors' code instead resizes both sides to multiples of 32, stretching the image
-   slightly; padding keeps every pixel as it is);
+3. (``pad`` only; a resized image is already a whole number of patches) each side padded with zeros (of the
+   normalised image: the mean colour) at the bottom / right up to a multiple of ``p``;
 4. cut into a ``rows × cols`` grid of ``p × p`` patches, row-major, each flattened channel-first
    (``(c, y, x)``, as the authors do).
 
@@ -38,6 +40,17 @@ def resized_size(width: int, height: int, max_side: int) -> tuple[int, int]:
         return width, height
     scale = max_side / long
     return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def fitted_size(width: int, height: int, patch_size: int, max_side: int) -> tuple[int, int]:
+    """(width, height) after the authors' resize: the long side becomes ``min(ceil(long / p) · p, max_side)``,
+    the short side ``floor(new_long · short / long)`` ceiled to a multiple of ``p`` — at least ``p`` (the
+    authors' code would give a 0-pixel side for an image more than ~``2 · max_side / p`` times longer than
+    wide). E.g. with p 32, max 1024: 100×50 → 128×64; 2000×500 → 1024×256; 33×33 → 64×64."""
+    long, short = max(width, height), min(width, height)
+    new_long = min(math.ceil(long / patch_size) * patch_size, max_side)
+    new_short = max(patch_size, math.ceil((new_long * short // long) / patch_size) * patch_size)
+    return (new_long, new_short) if width >= height else (new_short, new_long)
 
 
 def patch_grid(width: int, height: int, patch_size: int) -> tuple[int, int]:
@@ -88,6 +101,7 @@ class NativeResolutionProcessor:
     def __init__(self, config: SOLOConfig):
         self.patch_size = config.patch_size
         self.max_side = config.max_side
+        self.image_fit = config.image_fit
         self.mean = torch.tensor(config.image_mean, dtype=torch.float32)[:, None, None]
         self.std = torch.tensor(config.image_std, dtype=torch.float32)[:, None, None]
 
@@ -98,10 +112,16 @@ class NativeResolutionProcessor:
     def eval(self) -> "NativeResolutionProcessor":
         return self
 
+    def size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) of an image of that size once fitted (``image_fit``), before any padding."""
+        if self.image_fit == "resize":
+            return fitted_size(width, height, self.patch_size, self.max_side)
+        return resized_size(width, height, self.max_side)
+
     def pixels(self, image: Image.Image) -> torch.Tensor:
-        """One image → normalised pixels [3, H, W] after the downscale (not yet padded)."""
+        """One image → normalised pixels [3, H, W] after the resize / downscale (not yet padded)."""
         image = image.convert("RGB")
-        size = resized_size(*image.size, self.max_side)
+        size = self.size(*image.size)
         if size != image.size:
             image = image.resize(size, Image.Resampling.BILINEAR)
         x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
