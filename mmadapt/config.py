@@ -51,11 +51,21 @@ class HeadConfig:
     """
 
     name: Literal["classification", "regression"] = "classification"
-    pool: Literal["mean", "cls"] = "mean"  # masked mean of the encoder's output tokens, or its [CLS]
+    # mean: masked mean of the encoder's output tokens; cls: its [CLS]; max_cls: [max over the tokens ‖ [CLS]]
+    # (None: max_cls under Any2Point, as its authors, mean otherwise)
+    pool: Literal["mean", "cls", "max_cls"] | None = None
+    # hidden widths of an MLP (Linear → BatchNorm → ReLU → Dropout(dropout) each) before the output Linear;
+    # [] (the default, None, outside Any2Point): LayerNorm → Linear. Any2Point's default: [256, 256]
+    mlp: list[int] | None = None
+    dropout: float = 0.5
     n_outputs: int | None = None
     classes: list[str] | None = None
 
     def validate(self) -> None:
+        if self.mlp is not None and any(w < 1 for w in self.mlp):
+            raise ConfigError(f"mlp: expected positive widths, got {self.mlp}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout: expected a probability in [0, 1), got {self.dropout}")
         if self.n_outputs is not None and self.n_outputs < 1:
             raise ConfigError(f"n_outputs: expected a positive integer, got {self.n_outputs}")
         if self.classes is not None and self.n_outputs is not None and len(self.classes) != self.n_outputs:
@@ -197,6 +207,11 @@ class ModelConfig:
                                   "hf_ast, hf_text_encoder)")
             if self.tokenizer is None:
                 raise ConfigError("tokenizer: missing (e.g. tokenizers/point_cloud.yaml or {name: point_cloud})")
+            any2point = self.adapter is not None and self.adapter.name == "any2point"
+            if self.head.pool is None:
+                self.head.pool = "max_cls" if any2point else "mean"
+            if self.head.mlp is None:
+                self.head.mlp = [256, 256] if any2point else []
         elif self.adapter is None:
             raise ConfigError("adapter: missing (set model.adapter.name, e.g. epalm)")
 
@@ -271,9 +286,7 @@ class TaskConfig:
     eval: DatasetConfig | None = None
     prompt: str = "question: {question} answer:"
     sample_weight: float = 1.0  # relative share of training batches when several tasks are mixed
-    # loss weight of the prompt / question tokens; None: the method's own (eP-ALM: 1, SOLO and others: 0)
-    prefix_loss_weight: float | None = None
-    target_separator: str = " "  # text between the prompt and the target (eP-ALM's authors: "" after "</a>")
+    prefix_loss_weight: float = 0.1  # eP-ALM: loss on the question tokens, weighted
     answer_mode: Literal["generate", "rank"] = "generate"  # VQA only
     candidates: str | None = None  # rank mode: a JSON list of answers; default: training answers
     rank_top_k: int = 16  # rank mode: candidates kept by first-token probability before full scoring

@@ -1,40 +1,37 @@
-"""Any2Point: the virtual projection's math on hand-made points, the guided adapter, the text encoder as a 1D
-source (a tiny BERT built here, and the real all-MiniLM-L6-v2 that a pip package ships), and the assembly:
-gradients only into the trained parts, frozen weights bit-identical, permutation invariance, save → load."""
+"""Any2Point: the virtual projection's math on hand-made points, mmadapt's earlier adapter (variant
+mmadapt_v0), the text encoder as a 1D source (a tiny BERT built here, and the real all-MiniLM-L6-v2 that a pip
+package ships), and the assembly (the authors' defaults and v0): gradients only into the trained parts, frozen
+weights bit-identical, permutation invariance, save → load. The hand-checked fidelity cases (adapter values,
+cells, 1D projection, Point-PN, head) are in test_any2point_fidelity.py."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from mmadapt.adapters.any2point.layer import GuidedAdapter, cell_mean, projected_cells
-from mmadapt.adapters.any2point.projection import (lookup_1d, lookup_2d, project, view_rotations,
-                                                   virtual_position_embedding)
+from mmadapt.adapters.any2point.layer import GuidedAdapter, cell_mean
+from mmadapt.adapters.any2point.projection import cell_index, euler_rotations, lookup_1d, lookup_2d, plane_coordinates
 
 # ------------------------------------------------------------------------------------------ projection
 
 
-def test_view_rotations_turn_the_cloud_towards_each_camera():
-    r = view_rotations([[0, 0], [90, 0], [0, 90]])
+def test_euler_rotations_are_the_authors_x_y_z_product():
+    r = euler_rotations([[0, 0, 90], [90, 0, 0], [0, 90, 0]])
     x, y, z = torch.eye(3, dtype=torch.float64)
-    torch.testing.assert_close(r[0], torch.eye(3, dtype=torch.float64))
-    torch.testing.assert_close(r[1] @ x, -z)  # azimuth 90°: the +x side faces away, +z comes to the right
-    torch.testing.assert_close(r[1] @ z, x)
-    torch.testing.assert_close(r[2] @ y, z)  # elevation 90°: looking down from the +y side
+    torch.testing.assert_close(r[0] @ x, y)  # Z(90°): x → y, y → −x
+    torch.testing.assert_close(r[0] @ y, -x)
+    torch.testing.assert_close(r[1] @ y, z)  # X(90°): y → z
+    torch.testing.assert_close(r[2] @ z, x)  # Y(90°): z → x
     torch.testing.assert_close(r @ r.transpose(1, 2), torch.eye(3, dtype=torch.float64).expand(3, 3, 3))
 
 
 def test_perspective_projection_of_known_points():
-    rotations = view_rotations([[0, 0]])
-    points = torch.tensor([[[0.0, 0.0, 0.0], [0.6, -0.3, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.5, 0.5, 0.5]]])
-    uv = project(points, rotations, dims=2, camera_distance=3.0)[0, 0]  # [N, 2]
-    s = lambda z: (3 - 1) / (3 - z)  # noqa: E731
-    expected = torch.tensor([[0.0, 0.0], [0.6 * s(0), -0.3 * s(0)], [s(0), 0.0], [0.0, 0.0], [0.5 * s(0.5), 0.5 * s(0.5)]])
-    torch.testing.assert_close(uv, expected)
-    t = project(points, rotations, dims=1, camera_distance=3.0)[0, 0]
-    torch.testing.assert_close(t, expected[:, :1])
-    far = project(torch.tensor([[[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]]) * 1.0, rotations, 2, 1.5)
-    assert far.abs().max() <= 1  # the unit ball stays inside [-1, 1] for any camera distance > 1
+    rotations = euler_rotations([[0, 0, 0]])
+    points = torch.tensor([[[0.0, 0.0, 0.0], [0.6, -0.3, 0.0], [0.5, 0.5, 0.5], [0.0, 0.0, -1.0], [0.7, 0.0, -0.8]]])
+    c = plane_coordinates(points, rotations, depth=1.8)[0, 0]  # [N, 2]: (x, y) / (z + 1.8)
+    expected = torch.tensor([[0.0, 0.0], [0.6 / 1.8, -0.3 / 1.8], [0.5 / 2.3, 0.5 / 2.3], [0.0, 0.0], [0.7, 0.0]])
+    torch.testing.assert_close(c, expected)
+    assert plane_coordinates(torch.tensor([[[1.0, 0.0, -1.0]]]), rotations, 1.8)[0, 0, 0, 0] == 1.0  # 1.25 → 1
 
 
 def test_bilinear_lookup_reads_the_table_at_known_positions():
@@ -52,39 +49,24 @@ def test_bilinear_lookup_reads_the_table_at_known_positions():
 
 def test_linear_lookup_on_a_1d_table():
     table = torch.randn(10, 3)
-    t = torch.tensor([[-1.0], [1.0], [0.0], [-1 / 3]])
-    got = lookup_1d(table, t, n_positions=4)  # spans rows 0..3
+    s = torch.tensor([0.0, 1.0, 0.5, 1 / 3])
+    got = lookup_1d(table, s, n_positions=4)  # spans rows 0..3
     torch.testing.assert_close(got[0], table[0])
     torch.testing.assert_close(got[1], table[3])
     torch.testing.assert_close(got[2], (table[1] + table[2]) / 2)
     torch.testing.assert_close(got[3], table[1])
     with pytest.raises(ValueError, match="n_positions=11 must be in"):
-        lookup_1d(table, t, n_positions=11)
+        lookup_1d(table, s, n_positions=11)
 
 
-def test_the_position_embedding_is_the_mean_of_the_views_lookups():
-    table = torch.randn(5, 5, 4)
-    views = [[0, 0], [90, 0], [30, 45]]
-    xyz = torch.tensor([[[0.3, -0.2, 0.5], [0.0, 0.0, 0.0], [-0.7, 0.1, 0.2]]])
-    coords = project(xyz, view_rotations(views), 2, 3.0)  # [1, 3, 3, 2]
-    pe = virtual_position_embedding(table, coords)
-    by_hand = torch.stack([lookup_2d(table, coords[0, v]) for v in range(3)]).mean(0)
-    torch.testing.assert_close(pe[0], by_hand)
-    torch.testing.assert_close(pe[0, 1], table[2, 2])  # the origin: the grid's centre in every view
-    line = torch.randn(8, 4)
-    coords_1d = project(xyz, view_rotations(views), 1, 3.0)
-    torch.testing.assert_close(virtual_position_embedding(line, coords_1d, n_positions=4)[0, 1], (line[1] + line[2]) / 2)
-    torch.testing.assert_close(virtual_position_embedding(line, coords_1d)[0, 1], line[1])  # default: N = 3 rows
+# ------------------------------------------------------------------------------------------ variant mmadapt_v0
 
 
-# ------------------------------------------------------------------------------------------ adapter layer
-
-
-def test_cells_and_neighbourhood_means_exclude_padding():
-    coords = torch.tensor([[[[-0.9, -0.9], [-0.8, -0.7], [0.9, 0.9], [0.95, 0.8]]]])  # [B=1, V=1, N=4, 2]
-    cells, n = projected_cells(coords, cells_per_axis=2)
+def test_v0_cells_and_neighbourhood_means_exclude_padding():
+    u = torch.tensor([[[[0.05, 0.05], [0.1, 0.15], [0.95, 0.95], [0.97, 0.9]]]])  # [B=1, V=1, N=4, 2] in [0, 1]
+    cells, n = cell_index(u, (1, 2))  # mmadapt_v0 with cells_per_axis = 2: a 2 × 2 grid
     assert n == 4 and cells.tolist() == [[[0, 0, 3, 3]]]
-    cells_1d, n_1d = projected_cells(coords[..., :1], cells_per_axis=2)
+    cells_1d, n_1d = cell_index(u[..., :1], (1, 4))  # 1D: cells_per_axis² = 4 segments
     assert n_1d == 4 and cells_1d.tolist() == [[[0, 0, 3, 3]]]
     features = torch.tensor([[[1.0], [3.0], [10.0], [99.0]]])
     mask = torch.tensor([[True, True, True, False]])
@@ -92,7 +74,7 @@ def test_cells_and_neighbourhood_means_exclude_padding():
     assert means[0, 0, :, 0].tolist() == [2.0, 2.0, 10.0, 10.0]  # the padded token neither counts nor adds
 
 
-def test_guided_adapter_starts_at_zero_and_mixes_views_by_learned_weights():
+def test_v0_guided_adapter_starts_at_zero_and_mixes_views_by_learned_weights():
     torch.manual_seed(0)
     adapter = GuidedAdapter(dim=8, bottleneck=4, n_views=2)
     x = torch.randn(2, 5, 8)
@@ -177,15 +159,15 @@ def test_unknown_packaged_models_fail_clearly():
 # ------------------------------------------------------------------------------------------ assembly
 
 
-def _any2point_model(encoder_dir, tmp_path, kind="hf_vit", **adapter):
+def _any2point_model(encoder_dir, tmp_path, kind="hf_vit", tokenizer=None, head=None, **adapter):
     import mmadapt
     from mmadapt.config import Config
 
+    tokenizer = tokenizer or {"name": "point_pn", "n_points": 128, "k": 8, "width": 3}  # 128 → 16 tokens
     raw = {"model": {"assembly": "adapted_encoder", "encoder": {"name": str(encoder_dir), "kind": kind},
-                     "tokenizer": {"name": "point_cloud", "n_points": 128, "n_groups": 16, "group_size": 8,
-                                   "hidden": 8, "position": "none"},
-                     "adapter": {"name": "any2point", "bottleneck": 4, **adapter},
-                     "head": {"n_outputs": 5, "classes": ["sphere", "cube", "cylinder", "cone", "torus"]}},
+                     "tokenizer": tokenizer, "adapter": {"name": "any2point", **adapter},
+                     "head": {"n_outputs": 5, "classes": ["sphere", "cube", "cylinder", "cone", "torus"],
+                              **(head or {})}},
            "tasks": {"classification": {
                "train": {"format": "synthetic_points", "root": str(tmp_path / "data"), "split": "train", "n_samples": 20},
                "eval": {"format": "synthetic_points", "root": str(tmp_path / "data"), "split": "val", "n_samples": 10}}},
@@ -193,6 +175,18 @@ def _any2point_model(encoder_dir, tmp_path, kind="hf_vit", **adapter):
            "eval": {"batch_size": 8}, "output_dir": str(tmp_path / "run")}
     cfg = Config.from_dict(raw)
     return cfg, mmadapt.build_model(cfg)
+
+
+#: the previous mmadapt defaults, kept as named options
+V0 = {"variant": "mmadapt_v0", "bottleneck": 4, "cls": "encoder", "final_norm": "frozen"}
+V0_TOKENIZER = {"name": "point_cloud", "n_points": 128, "n_groups": 16, "group_size": 8, "hidden": 8, "position": "none"}
+V0_HEAD = {"pool": "mean", "mlp": []}
+OPTIONS = [{}, {"adapter": V0, "tokenizer": V0_TOKENIZER, "head": V0_HEAD}]
+
+
+def _model(vit_dir, tmp_path, options):
+    return _any2point_model(vit_dir, tmp_path, tokenizer=options.get("tokenizer"), head=options.get("head"),
+                            **options.get("adapter", {}))
 
 
 @pytest.fixture(scope="module")
@@ -212,50 +206,66 @@ def _cloud(n=128, seed=0):
     return x / x.norm(dim=-1).amax()
 
 
-def test_a_point_at_the_origin_gets_the_grid_centre_embedding_in_every_view(vit_dir, tmp_path):
+def test_the_position_embedding_is_the_mean_of_the_views_lookups(vit_dir, tmp_path):
     _, model = _any2point_model(vit_dir, tmp_path)
-    adapter = model.adapter
-    grid = model.encoder.position_table()  # [4, 4, D]
-    assert grid.shape == (4, 4, 16)
-    pe = adapter.position_embedding(adapter.projections(torch.zeros(1, 1, 3)))
-    torch.testing.assert_close(pe[0, 0], grid[1:3, 1:3].mean((0, 1)))
+    adapter, table = model.adapter, model.encoder.position_table()
+    xyz = torch.tensor([[[0.3, -0.2, 0.5], [0.0, 0.0, 0.0], [-0.7, 0.1, 0.2]]])
+    coords = plane_coordinates(xyz, adapter.rotations, 1.8)  # [1, 6, 3, 2]
+    by_hand = torch.stack([lookup_2d(table, coords[0, v]) for v in range(6)]).mean(0)
+    torch.testing.assert_close(adapter.geometry(xyz).pe[0], by_hand)
+    torch.testing.assert_close(adapter.geometry(xyz).pe[0, 1], table[1:3, 1:3].mean((0, 1)))  # the origin: centre
 
 
-def test_any2point_trains_only_its_parts_and_leaves_the_encoder_bit_identical(vit_dir, tmp_path):
+def test_the_defaults_are_the_authors_parts(vit_dir, tmp_path):
+    cfg, model = _any2point_model(vit_dir, tmp_path)
+    assert (cfg.model.head.pool, cfg.model.head.mlp) == ("max_cls", [256, 256])  # filled in for any2point
+    names = {k.split(".")[1] for k in dict(model.trained_module.named_parameters()) if k.startswith("adapter.")}
+    assert names == {"ffn_adapters", "cell_attentions", "block_adapters", "cls_token", "cls_position", "final_norm"}
+    assert len(model.adapter.ffn_adapters) == len(model.adapter.block_adapters) == 2  # one per block
+    assert len(model.adapter.cell_attentions) == 6  # one per view, shared by the blocks
+    assert model.encode(points=_cloud()).tokens.shape == (2, 1 + 16, 16)  # trained [CLS] + 128 / 2³ tokens
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=["authors", "mmadapt_v0"])
+def test_any2point_trains_only_its_parts_and_leaves_the_encoder_bit_identical(vit_dir, tmp_path, options):
     import mmadapt
 
-    cfg, model = _any2point_model(vit_dir, tmp_path)
+    cfg, model = _model(vit_dir, tmp_path, options)
     frozen = {k: v.clone() for k, v in model.encoder.state_dict().items()}
     trained = {k: v.detach().clone() for k, v in model.trained_module.named_parameters()}
     assert all(k.split(".")[0] in ("tokenizer", "head", "adapter") for k in trained)
     assert not any(p.requires_grad for p in model.encoder.parameters())
-    assert model.trained_module["tokenizer"].position_mlp is None  # positions come from the projection only
+    assert all(p.requires_grad for p in model.trained_module.parameters())
 
     loss = model(labels=torch.tensor([0, 3]), points=_cloud())
     loss.backward()
     assert all(p.grad is None for p in model.encoder.parameters())
+    if not options:  # the authors' adapter has no zero init: every trained tensor gets a gradient at once
+        assert [k for k, p in model.trained_module.named_parameters() if p.grad is None or not p.grad.any()] == []
     model.zero_grad()
 
     mmadapt.train(cfg, model=model, quiet=True)
     assert all(torch.equal(v, frozen[k]) for k, v in model.encoder.state_dict().items())
     unchanged = [k for k, v in model.trained_module.named_parameters() if torch.equal(v, trained[k])]
-    assert unchanged == []  # three steps: up moves first, then everything behind it
+    assert unchanged == []  # three steps: everything moves (v0: up first, then everything behind it)
 
 
-def test_at_initialisation_the_adapters_change_nothing(vit_dir, tmp_path):
-    _, with_adapter = _any2point_model(vit_dir, tmp_path)
-    _, without = _any2point_model(vit_dir, tmp_path, adapter="none")
+def test_v0_at_initialisation_the_adapters_change_nothing(vit_dir, tmp_path):
+    _, with_adapter = _any2point_model(vit_dir, tmp_path, tokenizer=V0_TOKENIZER, head=V0_HEAD, **V0)
+    _, without = _any2point_model(vit_dir, tmp_path, tokenizer=V0_TOKENIZER, head=V0_HEAD, **{**V0, "adapter": "none"})
     without.trained_module["tokenizer"].load_state_dict(with_adapter.trained_module["tokenizer"].state_dict())
     without.trained_module["head"].load_state_dict(with_adapter.trained_module["head"].state_dict())
     x = _cloud()
     torch.testing.assert_close(with_adapter.predict(points=x), without.predict(points=x))
-    _, no_pe = _any2point_model(vit_dir, tmp_path, position="none")
+    _, no_pe = _any2point_model(vit_dir, tmp_path, tokenizer=V0_TOKENIZER, head=V0_HEAD, **{**V0, "position": "none"})
     no_pe.trained.load_state_dict(with_adapter.trained.state_dict())
     assert not torch.allclose(no_pe.predict(points=x), with_adapter.predict(points=x))  # the PE is used
 
 
-def test_the_token_set_and_predictions_do_not_depend_on_the_point_order(vit_dir, tmp_path):
-    _, model = _any2point_model(vit_dir, tmp_path)
+@pytest.mark.parametrize("options", OPTIONS, ids=["authors", "mmadapt_v0"])
+def test_the_token_set_and_predictions_do_not_depend_on_the_point_order(vit_dir, tmp_path, options):
+    _, model = _model(vit_dir, tmp_path, options)
+    model.eval()  # dropout off, BatchNorm on its running statistics
     with torch.no_grad():  # make the adapters non-trivial
         for p in model.adapter.parameters():
             p.add_(0.1 * torch.randn_like(p))
@@ -270,6 +280,7 @@ def test_save_and_load_give_identical_predictions(vit_dir, tmp_path):
     from mmadapt.models.adapted_encoder import AdaptedEncoder
 
     _, model = _any2point_model(vit_dir, tmp_path)
+    model.eval()
     with torch.no_grad():
         for p in model.trained_module.parameters():
             p.add_(0.05 * torch.randn_like(p))
@@ -280,7 +291,7 @@ def test_save_and_load_give_identical_predictions(vit_dir, tmp_path):
 
     keys = load_file(tmp_path / "saved" / "adapter_model.safetensors").keys()
     assert not any("position_table" in k or "rotations" in k or k.startswith("encoder") for k in keys)
-    loaded = AdaptedEncoder.from_pretrained(tmp_path / "saved")
+    loaded = AdaptedEncoder.from_pretrained(tmp_path / "saved").eval()
     x = _cloud(seed=3)
     torch.testing.assert_close(loaded.predict(points=x), model.predict(points=x))
 
@@ -289,15 +300,25 @@ def test_a_1d_source_reads_points_through_its_own_position_table(tmp_path):
     encoder_dir = _tiny_bert(tmp_path / "bert")
     _, model = _any2point_model(encoder_dir, tmp_path, kind="hf_text_encoder", line_positions=16)
     line = model.encoder.position_table()
-    pe = model.adapter.position_embedding(model.adapter.projections(torch.zeros(1, 1, 3)))
-    torch.testing.assert_close(pe[0, 0], (line[7] + line[8]) / 2)  # the origin: the middle of 16 positions
+    # two centres: in every view one is the cloud's minimum on the line (position 0), the other its maximum (15)
+    pe = model.adapter.geometry(torch.tensor([[[0.0, 0.0, 0.0], [0.0, 0.5, 0.0]]])).pe
+    torch.testing.assert_close(pe[0].sum(0), line[0] + line[15])
+    model.eval()
     assert model.predict(points=_cloud()).shape == (2, 5)
 
 
 def test_config_errors_name_the_key(vit_dir, tmp_path):
     from mmadapt.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=r"views\[1\]: expected \[azimuth, elevation\]"):
-        _any2point_model(vit_dir, tmp_path, views=[[0, 0], [1, 2, 3]])
-    with pytest.raises(ConfigError, match="camera_distance: must be > 1"):
-        _any2point_model(vit_dir, tmp_path, camera_distance=0.5)
+    with pytest.raises(ConfigError, match=r"views\[1\]: expected Euler angles \[x, y, z\]"):
+        _any2point_model(vit_dir, tmp_path, views=[[0, 0, 0], [1, 2]])
+    with pytest.raises(ConfigError, match="camera_depth: must be > 1"):
+        _any2point_model(vit_dir, tmp_path, camera_depth=0.5)
+    with pytest.raises(ConfigError, match=r"cell_1d: expected \[a, b\] with 1 <= a <= b"):
+        _any2point_model(vit_dir, tmp_path, cell_1d=[3, 2])
+    with pytest.raises(ConfigError, match="attention_dim: 12 does not split into attention_heads=5"):
+        _any2point_model(vit_dir, tmp_path, attention_heads=5)
+    with pytest.raises(ConfigError, match="camera_distance: unknown key"):  # the old key is not read silently
+        _any2point_model(vit_dir, tmp_path, camera_distance=3.0)
+    with pytest.raises(ConfigError, match="attention_over_batch: .* needs variant: any2point"):
+        _any2point_model(vit_dir, tmp_path, variant="mmadapt_v0", attention_over_batch=True)

@@ -46,7 +46,7 @@ def test_shipped_recipes_validate(recipe):
         assert cfg.model.adapter is None or isinstance(cfg.model.adapter, TokenRollingConfig)
         assert cfg.model.encoder.kind in ("hf_vit", "hf_clip_vision") and cfg.model.video_text is not None
     else:  # adapted_encoder: a registered tokenizer's typed config (YAML files under tokenizers/ inlined)
-        assert cfg.model.tokenizer.name in {"image", "video", "audio", "point_cloud", "tabular", "graph"}
+        assert cfg.model.tokenizer.name in {"image", "video", "audio", "point_cloud", "point_pn", "tabular", "graph"}
         assert cfg.model.encoder is not None
         assert cfg.model.adapter is None or isinstance(cfg.model.adapter, Any2PointConfig)
     assert cfg.tasks

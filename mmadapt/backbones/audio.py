@@ -123,3 +123,6 @@ class HFAST(VisionEncoder):
 
     def _run_block(self, block: nn.Module, hidden: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
         return run_hf_block(block, hidden, key_mask)
+
+    def ffn_output(self, block: nn.Module) -> nn.Module:
+        return block.mlp  # ASTLayer: hidden + mlp(layernorm_after(hidden))

@@ -104,32 +104,55 @@ class TokenEncoder(FrozenBackbone, abc.ABC):
         grid (row-major, as the encoder lays out its patches), ``[L, D]`` for a 1D sequence."""
         raise NotImplementedError(f"{type(self).__name__} exposes no position table")
 
+    def ffn_output(self, block: nn.Module) -> nn.Module:
+        """The submodule of ``block`` whose output is the block's feed-forward branch, [B, L, D], just before
+        it joins the residual stream (after any layer scale) — where Any2Point's parallel adapter reads and
+        adds (a forward hook on it)."""
+        raise NotImplementedError(f"{type(self).__name__} does not name its blocks' feed-forward output")
+
     @property
     def dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
 
     def run_blocks(self, tokens: torch.Tensor, mask: torch.Tensor, before_block: BlockHook | None = None,
-                   after_block: BlockHook | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                   after_block: BlockHook | None = None, *, own_prefix: bool = True,
+                   final_norm: nn.Module | None = None, batch_as_sequence: bool = False
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
         """``tokens`` [B, N, D] (mask [B, N], True = real) → ``([CLS] + tokens)`` after every block and the
         final norm [B, 1+N, D], and the matching mask [B, 1+N]. Gradients flow to ``tokens``.
 
         The encoder's prefix tokens are prepended (all of them run; only [CLS] is returned), padded tokens are
         masked out as keys. ``before_block`` / ``after_block(i, x)`` rewrite the external tokens ``x`` [B, N, D]
-        around block ``i`` (adapters; the prefix tokens are left alone)."""
+        around block ``i`` (adapters; the prefix tokens are left alone).
+
+        ``own_prefix=False``: nothing is prepended — ``tokens`` bring their own [CLS] at position 0 (e.g.
+        Any2Point's trained one) and come back as they went in, [B, N, D]. ``final_norm``: a norm to apply
+        instead of the encoder's own (e.g. a trained copy). ``batch_as_sequence=True`` hands every block the
+        tokens as ``[L, B, D]``, so attention mixes the samples at each position instead of the positions of
+        each sample (position-wise layers are unaffected): only to reproduce code that fed batch-first tensors
+        to a sequence-first attention; it needs a batch without padding."""
         B, N, D = tokens.shape
         if D != self.hidden_size:
             raise ValueError(f"run_blocks: tokens have width {D}, the encoder expects {self.hidden_size}")
         if mask.shape != (B, N):
             raise ValueError(f"run_blocks: mask shape {tuple(mask.shape)} != tokens' [B, N] = {(B, N)}")
-        prefix = self._prefix_tokens().to(self.dtype)
+        if batch_as_sequence and not bool(mask.all()):
+            raise ValueError("run_blocks: batch_as_sequence needs a batch without padding")
+        prefix = self._prefix_tokens().to(self.dtype) if own_prefix else tokens.new_zeros(0, D).to(self.dtype)
         P = prefix.shape[0]
         hidden = self._pre_blocks(torch.cat([prefix.expand(B, P, D), tokens.to(self.dtype)], dim=1))
         keys = torch.cat([torch.ones(B, P, dtype=torch.bool, device=mask.device), mask.bool()], dim=1)
         for i, block in enumerate(self.blocks):
             if before_block is not None:
                 hidden = torch.cat([hidden[:, :P], before_block(i, hidden[:, P:])], dim=1)
-            hidden = self._run_block(block, hidden, keys)
+            if batch_as_sequence:
+                hidden = self._run_block(block, hidden.transpose(0, 1), keys.transpose(0, 1)).transpose(0, 1)
+            else:
+                hidden = self._run_block(block, hidden, keys)
             if after_block is not None:
                 hidden = torch.cat([hidden[:, :P], after_block(i, hidden[:, P:])], dim=1)
+        norm = self.final_norm if final_norm is None else final_norm
+        if not own_prefix:
+            return norm(hidden), keys
         hidden = torch.cat([hidden[:, :1], hidden[:, P:]], dim=1)  # [CLS] + tokens
-        return self.final_norm(hidden), torch.cat([keys[:, :1], keys[:, P:]], dim=1)
+        return norm(hidden), torch.cat([keys[:, :1], keys[:, P:]], dim=1)

@@ -82,3 +82,6 @@ class HFTextEncoder(TokenEncoder):
 
     def _run_block(self, block: nn.Module, hidden: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
         return run_hf_block(block, hidden, key_mask)
+
+    def ffn_output(self, block: nn.Module) -> nn.Module:
+        return block.output.dense  # post-LN: LayerNorm(dense(intermediate) + attention output)

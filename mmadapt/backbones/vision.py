@@ -95,6 +95,9 @@ class _HFVisionEncoder(VisionEncoder):
     def _run_block(self, block: nn.Module, hidden: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
         return run_hf_block(block, hidden, key_mask)
 
+    def ffn_output(self, block: nn.Module) -> nn.Module:
+        return block.mlp  # ViTLayer / CLIPEncoderLayer: hidden + mlp(norm(hidden))
+
     @property
     def _embeddings(self) -> nn.Module:
         return self.model.embeddings
@@ -257,6 +260,9 @@ class OpenCLIPViT(VisionEncoder):
 
     def _pre_blocks(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.visual.ln_pre(hidden)
+
+    def ffn_output(self, block: nn.Module) -> nn.Module:
+        return block.ls_2  # x + ls_2(mlp(ln_2(x))); ls_2 is an Identity without layer scale
 
     def _run_block(self, block: nn.Module, hidden: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
         # nn.MultiheadAttention takes a float mask [B·heads, L, L]; padding is masked as keys only

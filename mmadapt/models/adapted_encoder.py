@@ -8,11 +8,12 @@ masked out); a head pools the output tokens into class logits or regression valu
 Data flow of one batch::
 
     sources (paths or loaded samples) ─tokenizer.load/collate─▶ inputs ─tokenizer─▶ TokenBatch
-        ─encoder.run_blocks (+ the adapter's per-block hooks)─▶ TokenBatch [B, 1+N, D] ─head─▶ outputs
+        ─encoder.run_blocks (or adapter.run_encoder)─▶ TokenBatch [B, 1+N, D] ─head─▶ outputs
         [B, n_outputs] ─head.loss─▶ loss
 
-An adapter (e.g. Any2Point) gives ``run_blocks`` its ``block_hooks(tokens)``: functions applied to the
-tokens before / after every frozen block, computed from the batch (e.g. the point tokens' centres).
+An adapter (e.g. Any2Point) is an :class:`EncoderAdapter`: it runs the frozen encoder on the tokens itself
+(``run_encoder``), through ``run_blocks`` with its own per-block hooks computed from the batch (e.g. the point
+tokens' centres), its own [CLS] or final norm where it trains them.
 
 Only ``trained_module`` (tokenizer, head and adapter if any) is trained and saved.
 """
@@ -20,7 +21,7 @@ Only ``trained_module`` (tokenizer, head and adapter if any) is trained and save
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -32,6 +33,17 @@ from mmadapt.errors import ConfigError, DataError
 from mmadapt.models.base import Assembly
 from mmadapt.registry import get, register
 from mmadapt.tokenizers.base import TokenBatch, Tokenizer
+
+
+class EncoderAdapter(Protocol):
+    """What an adapter inside an ``adapted_encoder`` provides."""
+
+    def attach(self, encoder: TokenEncoder) -> None: ...
+
+    def run_encoder(self, encoder: TokenEncoder, batch: TokenBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The frozen ``encoder`` (+ this adapter) on the tokenizer's ``batch`` [B, N, D] → hidden
+        [B, 1+N, D] ([CLS] first, after the final norm) and its mask [B, 1+N], as ``run_blocks`` returns."""
+        ...
 
 
 @register("assemblies", "adapted_encoder")
@@ -63,7 +75,8 @@ class AdaptedEncoder(Assembly):
                                       pretrained=enc_cfg.pretrained, random_init=enc_cfg.random_init,
                                       trust_remote_code=enc_cfg.trust_remote_code)
         tokenizer = get("tokenizers", config.tokenizer.name)(dim=encoder.hidden_size, config=config.tokenizer)
-        head = get("heads", config.head.name)(encoder.hidden_size, config.head.n_outputs, pool=config.head.pool)
+        head = get("heads", config.head.name)(encoder.hidden_size, config.head.n_outputs, pool=config.head.pool,
+                                             mlp=config.head.mlp, dropout=config.head.dropout)
         adapter = None
         if config.adapter is not None:
             adapter = get("adapters", config.adapter.name)(config.adapter, encoder)
@@ -83,7 +96,7 @@ class AdaptedEncoder(Assembly):
         return self.trained["head"]
 
     @property
-    def adapter(self) -> nn.Module | None:
+    def adapter(self) -> EncoderAdapter | None:
         """The adapter inside the frozen encoder's blocks (e.g. Any2Point), if any."""
         return self.trained["adapter"] if "adapter" in self.trained else None
 
@@ -123,8 +136,10 @@ class AdaptedEncoder(Assembly):
         """Tokenizer → frozen encoder: output tokens [B, 1+N, D] ([CLS] first) and their mask."""
         device = self.device
         tokens = self.tokenizer(**{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()})
-        hooks = self.adapter.block_hooks(tokens) if self.adapter is not None else (None, None)
-        hidden, mask = self.encoder.run_blocks(tokens.tokens, tokens.mask, *hooks)
+        if self.adapter is None:
+            hidden, mask = self.encoder.run_blocks(tokens.tokens, tokens.mask)
+        else:
+            hidden, mask = self.adapter.run_encoder(self.encoder, tokens)
         return TokenBatch(hidden, mask)
 
     def predict(self, **inputs: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,8 @@
-"""Point cloud → local-patch tokens (Point-BERT / Point-MAE style).
+"""Point cloud → local-patch tokens: :class:`PointCloudTokenizer` (``point_cloud``, Point-BERT / Point-MAE
+style, one grouping stage) and :class:`PointPNTokenizer` (``point_pn``, Point-PN's multi-stage parametric
+encoder, Any2Point's tokenizer; see its docstring).
+
+``point_cloud``:
 
 ``n_groups`` centres are chosen by farthest point sampling, each gathers its ``group_size`` nearest
 neighbours, the neighbourhood is re-centred on its centre and embedded by a shared two-stage mini-PointNet
@@ -15,7 +19,7 @@ order of (x, y, z), so the same coordinates are picked, in the same order, for a
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -25,7 +29,8 @@ from mmadapt.errors import ConfigError, DataError
 from mmadapt.registry import register
 from mmadapt.tokenizers.base import TokenBatch, Tokenizer
 
-__all__ = ["PointCloudTokenizer", "PointCloudTokenizerConfig", "farthest_point_sample", "knn"]
+__all__ = ["PointCloudTokenizer", "PointCloudTokenizerConfig", "PointPNTokenizer", "PointPNTokenizerConfig",
+           "farthest_point_sample", "knn"]
 
 
 @torch.no_grad()
@@ -128,21 +133,9 @@ class PointCloudTokenizerConfig:
                 raise ConfigError(f"{key}: must be <= n_points (got {getattr(self, key)} > {self.n_points})")
 
 
-@register("tokenizers", "point_cloud")
-class PointCloudTokenizer(Tokenizer):
-    """``points`` [B, N, in_channels] (xyz first) → ``tokens`` [B, n_groups, D], ``coords`` = centre xyz
-    [B, n_groups, 3], mask all True. Centres are in FPS order."""
-
-    config_class = PointCloudTokenizerConfig
-
-    def __init__(self, dim: int, config: PointCloudTokenizerConfig | None = None):
-        super().__init__()
-        cfg = self._set_config(dim, config)
-        h = cfg.hidden
-        self.point_mlp = nn.Sequential(nn.Linear(cfg.in_channels, h), nn.LayerNorm(h), nn.GELU(), nn.Linear(h, 2 * h))
-        self.group_mlp = nn.Sequential(nn.Linear(4 * h, 4 * h), nn.LayerNorm(4 * h), nn.GELU(), nn.Linear(4 * h, dim))
-        self.position_mlp = nn.Sequential(nn.Linear(3, cfg.position_hidden), nn.GELU(),
-                                          nn.Linear(cfg.position_hidden, dim)) if cfg.position == "mlp" else None
+class _PointCloudInput(Tokenizer):
+    """The data side both point tokenizers share: a file or in-memory points → ``[n_points, in_channels]``
+    (``config.n_points``, ``normalize``, ``in_channels``), and padding collation."""
 
     # ------------------------------------------------------------------------------------------ data side
     def load(self, source: str | os.PathLike[str] | torch.Tensor) -> torch.Tensor:
@@ -177,6 +170,22 @@ class PointCloudTokenizer(Tokenizer):
             points[i, : s.shape[0]] = s
         return {"points": points, "lengths": lengths}
 
+@register("tokenizers", "point_cloud")
+class PointCloudTokenizer(_PointCloudInput):
+    """``points`` [B, N, in_channels] (xyz first) → ``tokens`` [B, n_groups, D], ``coords`` = centre xyz
+    [B, n_groups, 3], mask all True. Centres are in FPS order."""
+
+    config_class = PointCloudTokenizerConfig
+
+    def __init__(self, dim: int, config: PointCloudTokenizerConfig | None = None):
+        super().__init__()
+        cfg = self._set_config(dim, config)
+        h = cfg.hidden
+        self.point_mlp = nn.Sequential(nn.Linear(cfg.in_channels, h), nn.LayerNorm(h), nn.GELU(), nn.Linear(h, 2 * h))
+        self.group_mlp = nn.Sequential(nn.Linear(4 * h, 4 * h), nn.LayerNorm(4 * h), nn.GELU(), nn.Linear(4 * h, dim))
+        self.position_mlp = nn.Sequential(nn.Linear(3, cfg.position_hidden), nn.GELU(),
+                                          nn.Linear(cfg.position_hidden, dim)) if cfg.position == "mlp" else None
+
     # ------------------------------------------------------------------------------------------ model side
     def forward(self, points: torch.Tensor, lengths: torch.Tensor | None = None) -> TokenBatch:
         """``points`` [B, N, C], ``lengths`` [B] real points per cloud (None: all N) → TokenBatch(tokens
@@ -210,3 +219,161 @@ class PointCloudTokenizer(Tokenizer):
             tokens = tokens + self.position_mlp(centres)
         mask = torch.ones(B, cfg.n_groups, dtype=torch.bool, device=device)
         return TokenBatch(tokens, mask, centres)
+
+
+# ------------------------------------------------------------------------------------------------ Point-PN
+
+
+@dataclass
+class PointPNTokenizerConfig:
+    """Point-PN (Zhang et al., 2023) as Any2Point's authors build it (``Point_PN_scan``).
+
+    - ``n_points``, ``normalize``, ``in_channels``: as for ``point_cloud`` (xyz first; extra columns are
+      point features).
+    - ``stages``: each halves the points by FPS (1024 → 512 → 256 → 128 tokens for 3 stages) and doubles the
+      width (``width`` 96 → 192 → 384 → 768); ``k``: neighbours per centre (kNN among the stage's input
+      points, the centre included).
+    - ``blocks``: residual blocks per stage; ``bottleneck``: each stage's block bottleneck width (None: half
+      the stage's width; the authors: [None, None, 32]).
+    - ``alpha``, ``beta``: the sinusoidal geometry encoding of the neighbours' relative xyz
+      (``sin / cos(beta · xyz / alpha^(j / F))``, added to their features).
+    - ``local_norm``: how the relative xyz of a neighbourhood is scaled — ``axis_max``: by its largest
+      absolute value per axis (the authors' ScanObjectNN code), ``std``: by the standard deviation over the
+      whole batch (their ModelNet40 code).
+    """
+
+    name: str = "point_pn"
+    n_points: int = 1024
+    normalize: bool = True
+    in_channels: int = 3
+    stages: int = 3
+    k: int = 81
+    width: int = 96
+    blocks: list[int] = field(default_factory=lambda: [2, 1, 1])
+    bottleneck: list[int | None] = field(default_factory=lambda: [None, None, 32])
+    alpha: float = 1000.0
+    beta: float = 100.0
+    local_norm: Literal["axis_max", "std"] = "axis_max"
+
+    @property
+    def out_width(self) -> int:
+        return self.width * 2 ** self.stages
+
+    def validate(self) -> None:
+        for key in ("n_points", "stages", "k", "width"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key}: expected >= 1, got {getattr(self, key)}")
+        if self.in_channels < 3:
+            raise ConfigError(f"in_channels: expected >= 3 (x, y, z first), got {self.in_channels}")
+        if self.n_points % 2 ** self.stages:
+            raise ConfigError(f"n_points: {self.n_points} does not halve {self.stages} times (stages)")
+        last_input = self.n_points // 2 ** (self.stages - 1)
+        if self.k > last_input:
+            raise ConfigError(f"k: {self.k} neighbours, but the last stage reads only {last_input} points")
+        if self.width % 3:
+            raise ConfigError(f"width: must be a multiple of 3 (each stage's geometry encoding splits its width "
+                              f"into sin / cos of x, y, z), got {self.width}")
+        for key in ("blocks", "bottleneck"):
+            if len(getattr(self, key)) != self.stages:
+                raise ConfigError(f"{key}: expected one entry per stage ({self.stages}), got {getattr(self, key)}")
+        if any(b < 1 for b in self.blocks):
+            raise ConfigError(f"blocks: expected >= 1 per stage, got {self.blocks}")
+        if any(b is not None and b < 1 for b in self.bottleneck):
+            raise ConfigError(f"bottleneck: expected widths >= 1 (or null), got {self.bottleneck}")
+
+
+class _PNResidual(nn.Module):
+    """``x`` [..., C] → ReLU(BN(Linear(ReLU(BN(Linear(x))))) + x) (Point-PN's 1×1-conv residual block)."""
+
+    def __init__(self, width: int, bottleneck: int):
+        super().__init__()
+        self.down, self.norm_down = nn.Linear(width, bottleneck), nn.BatchNorm1d(bottleneck)
+        self.up, self.norm_up = nn.Linear(bottleneck, width), nn.BatchNorm1d(width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        flat = x.reshape(-1, shape[-1])
+        h = torch.relu(self.norm_down(self.down(flat)))
+        return torch.relu(self.norm_up(self.up(h)) + flat).reshape(shape)
+
+
+def geometry_encoding(relative: torch.Tensor, width: int, alpha: float, beta: float) -> torch.Tensor:
+    """Point-PN's sinusoidal encoding of relative xyz [..., 3] → [..., width]: with ``F = width // 6`` and
+    ``e_j = alpha^(j / F)``, per axis ``[sin(beta·a / e_0..F-1), cos(beta·a / e_0..F-1)]``, axes x, y, z."""
+    F = width // 6
+    scale = alpha ** (torch.arange(F, device=relative.device, dtype=relative.dtype) / F)
+    angles = beta * relative[..., None] / scale  # [..., 3, F]
+    return torch.cat([angles.sin(), angles.cos()], dim=-1).flatten(-2)
+
+
+class _PNStage(nn.Module):
+    """One stage: FPS halves the points, each centre's kNN neighbourhood ``[neighbour feature ‖ centre
+    feature] + geometry encoding`` → residual blocks → max over the neighbours."""
+
+    def __init__(self, in_width: int, blocks: int, bottleneck: int | None, cfg: PointPNTokenizerConfig):
+        super().__init__()
+        self.width = 2 * in_width
+        self.cfg = cfg
+        self.blocks = nn.Sequential(*(_PNResidual(self.width, bottleneck or self.width // 2) for _ in range(blocks)))
+
+    def forward(self, xyz: torch.Tensor, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``xyz`` [B, N, 3], ``features`` [B, N, C] → centres [B, N/2, 3], features [B, N/2, 2C]."""
+        B, N, _ = xyz.shape
+        batch = torch.arange(B, device=xyz.device)
+        picks = farthest_point_sample(xyz, N // 2)  # [B, G]
+        centres, centre_features = xyz[batch[:, None], picks], features[batch[:, None], picks]
+        neighbours = knn(centres, xyz, self.cfg.k)  # [B, G, K]
+        relative = xyz[batch[:, None, None], neighbours] - centres[:, :, None]  # [B, G, K, 3]
+        if self.cfg.local_norm == "axis_max":
+            relative = relative / relative.abs().amax(dim=2, keepdim=True).clamp(min=torch.finfo(relative.dtype).tiny)
+        else:
+            relative = relative / (relative.std() + 1e-5)
+        grouped = features[batch[:, None, None], neighbours]  # [B, G, K, C]
+        x = torch.cat([grouped, centre_features[:, :, None].expand_as(grouped)], dim=-1)
+        x = x + geometry_encoding(relative, self.width, self.cfg.alpha, self.cfg.beta).to(x.dtype)
+        return centres, self.blocks(x).amax(dim=2)
+
+
+@register("tokenizers", "point_pn")
+class PointPNTokenizer(_PointCloudInput):
+    """``points`` [B, n_points, in_channels] (xyz first) → ``tokens`` [B, n_points / 2^stages, D], ``coords``
+    = the last stage's centres [B, ., 3], mask all True.
+
+    Per point: Linear (no bias) → BatchNorm → ReLU to ``width``; then ``stages`` stages (:class:`_PNStage`); the
+    last width (``width · 2^stages``) is projected to the encoder's ``D`` by a Linear when they differ (the
+    authors' ``proj``). Every cloud must have exactly ``n_points`` points (the loader samples them so).
+    Loading and collating are ``point_cloud``'s (:class:`_PointCloudInput`).
+    """
+
+    config_class = PointPNTokenizerConfig
+
+    def __init__(self, dim: int, config: PointPNTokenizerConfig | None = None):
+        super().__init__()
+        cfg = self._set_config(dim, config)
+        self.embed = nn.Linear(cfg.in_channels, cfg.width, bias=False)
+        self.embed_norm = nn.BatchNorm1d(cfg.width)
+        widths = [cfg.width * 2 ** i for i in range(cfg.stages)]
+        self.stages = nn.ModuleList(_PNStage(w, b, n, cfg) for w, b, n in zip(widths, cfg.blocks, cfg.bottleneck))
+        if cfg.out_width == dim:
+            self.proj = nn.Identity()
+        else:
+            self.proj = nn.Linear(cfg.out_width, dim)
+            nn.init.xavier_uniform_(self.proj.weight)
+            nn.init.zeros_(self.proj.bias)
+
+    def forward(self, points: torch.Tensor, lengths: torch.Tensor | None = None) -> TokenBatch:
+        """``points`` [B, n_points, C] (``lengths``, if given, must all be n_points) → TokenBatch."""
+        cfg = self.config
+        if points.ndim != 3 or points.shape[1:] != (cfg.n_points, cfg.in_channels):
+            raise ValueError(f"point_pn tokenizer: points must be [B, n_points={cfg.n_points}, in_channels="
+                             f"{cfg.in_channels}], got {list(points.shape)}")
+        if lengths is not None and bool((lengths != cfg.n_points).any()):
+            raise ValueError(f"point_pn tokenizer: every cloud needs n_points={cfg.n_points} real points, got "
+                             f"lengths {lengths.tolist()}")
+        B, N, C = points.shape
+        xyz = points[..., :3]
+        features = torch.relu(self.embed_norm(self.embed(points.reshape(B * N, C)))).reshape(B, N, cfg.width)
+        for stage in self.stages:
+            xyz, features = stage(xyz, features)
+        mask = torch.ones(B, xyz.shape[1], dtype=torch.bool, device=points.device)
+        return TokenBatch(self.proj(features), mask, xyz)

@@ -1,17 +1,21 @@
 """Any2Point's 3D-to-any virtual projection: point-token centres → coordinates in a source model's own
-position space → its pretrained position embeddings, averaged over views. No rendering, no new parameters.
+position space → its pretrained position embeddings, averaged over views; and the cells of that space that
+the guided adapter's local attention works in. No rendering, no new parameters.
 
 Coordinates (xyz normalised into the unit ball, as the point-cloud loader does):
 
-- :func:`view_rotations` — per view, the rotation ``R = R_elevation · R_azimuth`` that turns the cloud so
-  that the camera looks down the view's −z axis from ``+camera_distance · z``;
-- :func:`project` — ``p' = R p``, then perspective ``s = (d − 1) / (d − z')``: 2D ``(u, v) = s · (x', y')``,
-  1D ``t = s · x'``; a point of the unit ball lands in [-1, 1] (the nearest point, ``z' = 1``, at ``s = 1``);
-- :func:`lookup_2d` — bilinear interpolation of a grid table ``[H, W, D]`` at ``(u, v)``: ``u`` runs over
-  columns, ``v`` over rows, −1 / +1 are the centres of the first / last patch;
-- :func:`lookup_1d` — linear interpolation of a table ``[L, D]`` at ``(t + 1) / 2 · (n − 1)`` for the first
-  ``n`` positions;
-- :func:`virtual_position_embedding` — the lookups averaged over views, ``[B, N, D]``.
+- :func:`euler_rotations` — per view ``M = X(x) · Y(y) · Z(z)``, a centre turns into ``p' = M p`` (the
+  authors' ``euler2mat``; their ``points @ M^T``);
+- 1D sources, :func:`line_coordinates` — ``t = p' · d / |d|`` on the fixed direction ``d``, min-max per cloud
+  and view: ``s = (t − min t) / (max t − min t) ∈ [0, 1]``; :func:`lookup_1d` reads the table at position
+  ``s · (L − 1)`` (linear interpolation). Height matters in every view (the default views and direction give
+  ``t ∝ y + z, y + x, y − z, y − x, z − y, y − z``);
+- :func:`authors_line_positions` / :func:`authors_line_lookup` — the authors' exact arithmetic, an option;
+- 2D sources, :func:`plane_coordinates` — perspective ``c = (x', y') / (z' + depth)``, clamped to [−1, 1];
+  :func:`lookup_2d` reads the grid bilinearly with ±1 at the centres of the first / last patch (u: columns,
+  v: rows);
+- :func:`cell_index` — the cells of the projected space from coordinates ``u ∈ [0, 1]`` per axis and a
+  cell size ``a / b`` of the extent.
 """
 
 from __future__ import annotations
@@ -22,28 +26,68 @@ import torch
 import torch.nn.functional as F
 
 
-def view_rotations(views: list[list[float]]) -> torch.Tensor:
-    """``[V, 3, 3]`` rotations for ``[azimuth, elevation]`` pairs in degrees (azimuth about the y axis,
-    then elevation about the x axis)."""
+def euler_rotations(views: list[list[float]]) -> torch.Tensor:
+    """``[V, 3, 3]`` (float64) ``X(x) · Y(y) · Z(z)`` for Euler angles ``[x, y, z]`` in degrees."""
     out = []
-    for azimuth, elevation in views:
-        a, e = math.radians(azimuth), math.radians(elevation)
-        r_azimuth = torch.tensor([[math.cos(a), 0.0, math.sin(a)], [0.0, 1.0, 0.0], [-math.sin(a), 0.0, math.cos(a)]])
-        r_elevation = torch.tensor([[1.0, 0.0, 0.0], [0.0, math.cos(e), -math.sin(e)], [0.0, math.sin(e), math.cos(e)]])
-        out.append(r_elevation @ r_azimuth)
-    return torch.stack(out).to(torch.float64)
+    for angles in views:
+        x, y, z = (math.radians(a) for a in angles)
+        cx, sx, cy, sy, cz, sz = math.cos(x), math.sin(x), math.cos(y), math.sin(y), math.cos(z), math.sin(z)
+        rx = torch.tensor([[1.0, 0.0, 0.0], [0.0, cx, -sx], [0.0, sx, cx]], dtype=torch.float64)
+        ry = torch.tensor([[cy, 0.0, sy], [0.0, 1.0, 0.0], [-sy, 0.0, cy]], dtype=torch.float64)
+        rz = torch.tensor([[cz, -sz, 0.0], [sz, cz, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
+        out.append(rx @ ry @ rz)
+    return torch.stack(out)
 
 
-def project(xyz: torch.Tensor, rotations: torch.Tensor, dims: int, camera_distance: float) -> torch.Tensor:
-    """``xyz`` [B, N, 3] → coordinates [B, V, N, dims] in [-1, 1] (``dims`` 2: image plane, 1: line)."""
+def _turn(xyz: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
     if xyz.ndim != 3 or xyz.shape[-1] != 3:
-        raise ValueError(f"project: xyz must be [B, N, 3], got {list(xyz.shape)}")
-    if dims not in (1, 2):
-        raise ValueError(f"project: dims must be 1 or 2, got {dims}")
-    turned = torch.einsum("vij,bnj->bvni", rotations.to(xyz.dtype), xyz)  # [B, V, N, 3]
-    d = camera_distance
-    scale = (d - 1) / (d - turned[..., 2:3]).clamp(min=1e-6)
-    return (turned[..., :dims] * scale).clamp(-1.0, 1.0)
+        raise ValueError(f"projection: xyz must be [B, N, 3], got {list(xyz.shape)}")
+    return torch.einsum("vij,bnj->bvni", rotations.to(xyz.dtype), xyz)  # [B, V, N, 3]
+
+
+def line_coordinates(xyz: torch.Tensor, rotations: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
+    """``xyz`` [B, N, 3] → ``s`` [B, V, N] in [0, 1]: each view's turned centres on ``direction``, min-max
+    normalised per cloud and view (a cloud whose centres all project to one value gets 0)."""
+    d = direction.to(xyz.dtype)
+    t = _turn(xyz, rotations) @ (d / d.norm())
+    low, high = t.amin(dim=2, keepdim=True), t.amax(dim=2, keepdim=True)
+    return (t - low) / (high - low).clamp(min=torch.finfo(t.dtype).tiny)
+
+
+def lookup_1d(table: torch.Tensor, s: torch.Tensor, n_positions: int) -> torch.Tensor:
+    """Linear interpolation of the first ``n_positions`` rows of ``table`` [L, D] at ``s · (n_positions − 1)``,
+    ``s`` [...] in [0, 1] → [..., D]."""
+    if table.ndim != 2:
+        raise ValueError(f"lookup_1d: table must be [L, D], got {list(table.shape)}")
+    if not 2 <= n_positions <= table.shape[0]:
+        raise ValueError(f"lookup_1d: n_positions={n_positions} must be in [2, {table.shape[0]}] (the table's rows)")
+    position = s.to(table.dtype) * (n_positions - 1)
+    low = position.floor().clamp(0, n_positions - 2).long()
+    weight = (position - low)[..., None]
+    return table[low] * (1 - weight) + table[low + 1] * weight
+
+
+def authors_line_positions(s: torch.Tensor, n_positions: int) -> torch.Tensor:
+    """The authors' line coordinate (``points2pos`` with a one-wide kernel): ``(s · L − 0.5) mod L`` — the
+    cloud's extreme centre at ``s = 0`` wraps to ``L − 0.5``, next to the other extreme."""
+    return torch.remainder(s * n_positions - 0.5, n_positions)
+
+
+def authors_line_lookup(table: torch.Tensor, positions: torch.Tensor, n_positions: int) -> torch.Tensor:
+    """The authors' ``bilinear_interpolation_3d_to_1d`` on :func:`authors_line_positions` ``positions``
+    [...] → [..., D]: ``x = positions · (L − 1) / (max − min)`` with max / min over the *whole batch*, then
+    ``(⌈x⌉ − x) · T[⌊x⌋] + (x − ⌊x⌋) · T[⌈x⌉]`` with both indices clamped to [0, L − 1] — so an integer ``x``,
+    or one above ``L − 1``, gets a zero embedding."""
+    table = table[:n_positions]
+    x = positions.to(table.dtype) * ((n_positions - 1) / (positions.max() - positions.min()))
+    left, right = x.floor().long().clamp(0, n_positions - 1), x.ceil().long().clamp(0, n_positions - 1)
+    return (right.to(x.dtype) - x)[..., None] * table[left] + (x - left.to(x.dtype))[..., None] * table[right]
+
+
+def plane_coordinates(xyz: torch.Tensor, rotations: torch.Tensor, depth: float) -> torch.Tensor:
+    """``xyz`` [B, N, 3] → ``c`` [B, V, N, 2] = ``(x', y') / (z' + depth)`` clamped to [−1, 1]."""
+    turned = _turn(xyz, rotations)
+    return (turned[..., :2] / (turned[..., 2:3] + depth)).clamp(-1.0, 1.0)
 
 
 def lookup_2d(table: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
@@ -57,27 +101,14 @@ def lookup_2d(table: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
     return out[0, :, :, 0].T.reshape(*uv.shape[:-1], table.shape[-1])
 
 
-def lookup_1d(table: torch.Tensor, t: torch.Tensor, n_positions: int) -> torch.Tensor:
-    """Linear interpolation of the first ``n_positions`` rows of ``table`` [L, D] at ``t`` [..., 1] in
-    [-1, 1] (−1: row 0, +1: row ``n_positions − 1``) → [..., D]."""
-    if table.ndim != 2:
-        raise ValueError(f"lookup_1d: table must be [L, D], got {list(table.shape)}")
-    if not 2 <= n_positions <= table.shape[0]:
-        raise ValueError(f"lookup_1d: n_positions={n_positions} must be in [2, {table.shape[0]}] (the table's rows)")
-    position = (t[..., 0].to(table.dtype) + 1) / 2 * (n_positions - 1)
-    low = position.floor().clamp(0, n_positions - 2).long()
-    weight = (position - low)[..., None]
-    return table[low] * (1 - weight) + table[low + 1] * weight
-
-
-def virtual_position_embedding(table: torch.Tensor, coords: torch.Tensor, n_positions: int | None = None
-                               ) -> torch.Tensor:
-    """The source's position embeddings at the projected coordinates ``coords`` [B, V, N, 2 or 1], averaged
-    over the views → [B, N, D]. A 2D ``coords`` needs a grid ``table`` [H, W, D], a 1D one a table [L, D]
-    (``n_positions``: how many of its rows the line spans; default N)."""
-    dims = coords.shape[-1]
-    if dims == 2:
-        per_view = lookup_2d(table, coords)
-    else:
-        per_view = lookup_1d(table, coords, n_positions or min(coords.shape[2], table.shape[0]))
-    return per_view.mean(dim=1)
+def cell_index(u: torch.Tensor, cell: tuple[int, int]) -> tuple[torch.Tensor, int]:
+    """Coordinates ``u`` [..., k] in [0, 1] (k = 1: a line, 2: a plane, first axis the columns) and a cell
+    side of ``a / b`` of the extent → cell index [...] (long) and the number of cells. Per axis there are
+    ``n = ⌈b / a⌉`` cells and a coordinate falls in ``min(⌊u · b / a⌋, n − 1)``; on a plane the index is
+    ``column + n · row``."""
+    a, b = cell
+    per_axis = -(-b // a)
+    index = (u * (b / a)).floor().long().clamp(0, per_axis - 1)
+    if u.shape[-1] == 1:
+        return index[..., 0], per_axis
+    return index[..., 0] + per_axis * index[..., 1], per_axis * per_axis
