@@ -1,5 +1,6 @@
 """All-in-One against its authors' code: when rolling happens, the tanh pooler, and training inside the encoder
-(peft LoRA, chosen blocks in full) — each with its named option."""
+(peft LoRA, chosen blocks in full) — each with its named option. A tiny random ViT (4 blocks, 16 patches per
+frame) and a word tokenizer saved to disk stand in for the zoo models, so that save / load rebuilds them."""
 
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ def _recipe(root, adapter=None, steps: int = 2, **video_text) -> Config:
     data = lambda split, n: {"format": "synthetic_video_text", "root": str(root), "split": split,  # noqa: E731
                              "n_samples": n, "seed": 0}
     return Config.from_dict({
-        "model": {"assembly": "all_in_one", "encoder": {"name": "zoo:tiny-vit", "kind": "hf_vit"},
-                  "adapter": adapter, "video_text": {"n_frames": 6, "max_text_len": 16, **video_text}},
+        "model": {"assembly": "all_in_one", "encoder": {"name": str(root / "vit"), "kind": "hf_vit"},
+                  "adapter": adapter, "video_text": {"n_frames": 6, "max_text_len": 16,
+                                                     "text_tokenizer": str(root / "tokenizer"), **video_text}},
         "tasks": {"vqa": {"train": data("train", 8), "eval": data("val", 4), "prompt": "{question}"}},
         "train": {"max_steps": steps, "batch_size": 4, "lr": 1e-2, "warmup_steps": 0, "log_every": 1},
         "output_dir": str(root / "run"),
@@ -38,9 +40,15 @@ def root(tmp_path_factory):
     from mmadapt.data.generated import ensure_generated
     from mmadapt.data.synthetic_video_text import write_video_text_dataset
 
+    from tiny import tiny_vit, word_tokenizer
+
     root = tmp_path_factory.mktemp("video_text_fidelity")
     for split, n in (("train", 8), ("val", 4)):  # as the recipe's tasks would
         ensure_generated(root, split, n, 0, write_video_text_dataset)
+    vit = tiny_vit()
+    vit.model.save_pretrained(root / "vit")
+    vit.processor.save_pretrained(root / "vit")
+    word_tokenizer().save_pretrained(root / "tokenizer")
     return root
 
 
@@ -122,7 +130,7 @@ def test_pooled_reads_the_encoder_output_through_pool(root):
     texts = ["what shape is on the screen?", "what colour comes after blue?"]
     with torch.no_grad():
         hidden, mask = model.hidden(clips, texts)
-        assert hidden.shape[:2] == (2, 6) and hidden.shape[2] == 1 + mask.shape[1] + 64
+        assert hidden.shape[:2] == (2, 6) and hidden.shape[2] == 1 + mask.shape[1] + 16  # 4 × 4 patches
         torch.testing.assert_close(model.pooled(clips, texts), model.pool(hidden, mask))
         pooled = model.pooled(clips, texts)
     assert pooled.abs().max() < 1  # tanh
@@ -205,11 +213,12 @@ def test_encoder_training_errors_name_the_key(root):
 
 
 @pytest.mark.parametrize("recipe", ["synthetic_lora.yaml", "synthetic_finetune.yaml"])
-def test_synthetic_encoder_training_recipes_load_and_lora_trains(recipe, tmp_path):
+def test_synthetic_encoder_training_recipes_load_and_lora_trains(recipe, root, tmp_path):
     overrides = [f"tasks.{t}.{s}.root={tmp_path / 'data'}" for t in ("vqa", "retrieval") for s in ("train", "eval")]
+    overrides += [f"model.encoder.name={root / 'vit'}", f"model.video_text.text_tokenizer={root / 'tokenizer'}"]
     cfg = mmadapt.load_recipe(RECIPES / recipe, [*overrides, "tasks.vqa.train.n_samples=16",
                                                  "tasks.retrieval.train.n_samples=16", "train.max_steps=12",
-                                                 "train.batch_size=8", "train.log_every=1",
+                                                 "train.batch_size=8", "train.log_every=1", "train.warmup_steps=2",
                                                  f"output_dir={tmp_path / 'run'}"])
     vt = cfg.model.video_text
     assert (vt.lora is not None) == (recipe == "synthetic_lora.yaml")

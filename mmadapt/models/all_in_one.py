@@ -141,7 +141,8 @@ class AllInOne(Assembly):
     def _encoder_training(vt, encoder: VisionEncoder) -> dict[str, nn.Module]:
         """The encoder parts ``vt`` trains: ``lora`` (peft LoRA layers inserted into the encoder, their A / B
         weights) and ``blocks`` (``{"<index>": block}``, unfrozen in full). LoRA goes in first: peft marks
-        every non-LoRA weight of the model it adapts as frozen."""
+        every non-LoRA weight of the model it adapts as frozen. LoRA layers inside a fully trained block are
+        held (and saved) by that block only."""
         parts: dict[str, nn.Module] = {}
         if vt.lora is not None:
             parts["lora"] = inject_lora(vt.lora, encoder.model, "model.video_text.lora")
@@ -151,6 +152,10 @@ class AllInOne(Assembly):
                 raise ConfigError(f"model.video_text.train_blocks: {vt.train_blocks} names a block >= the "
                                   f"encoder's {len(blocks)}")
             parts["blocks"] = nn.ModuleDict({str(i): blocks[i].requires_grad_(True) for i in sorted(vt.train_blocks)})
+            if "lora" in parts:
+                in_blocks = {id(p) for p in parts["blocks"].parameters()}
+                parts["lora"] = nn.ModuleDict({k: v for k, v in parts["lora"].items()
+                                               if not any(id(p) in in_blocks for p in v.parameters())})
         return parts
 
     # ------------------------------------------------------------------------------------ construction
