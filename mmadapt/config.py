@@ -286,7 +286,9 @@ class TaskConfig:
     eval: DatasetConfig | None = None
     prompt: str = "question: {question} answer:"
     sample_weight: float = 1.0  # relative share of training batches when several tasks are mixed
-    prefix_loss_weight: float = 0.1  # eP-ALM: loss on the question tokens, weighted
+    # loss weight of the prompt / question tokens; None: the method's own (eP-ALM: 1, SOLO and others: 0)
+    prefix_loss_weight: float | None = None
+    target_separator: str = " "  # text between the prompt and the target (eP-ALM's authors: "" after "</a>")
     answer_mode: Literal["generate", "rank"] = "generate"  # VQA only
     candidates: str | None = None  # rank mode: a JSON list of answers; default: training answers
     rank_top_k: int = 16  # rank mode: candidates kept by first-token probability before full scoring
