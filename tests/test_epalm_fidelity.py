@@ -55,21 +55,28 @@ def build(lm=None, vit_layers=4, **cfg) -> PerceptualLM:
     return model
 
 
-# --------------------------------------------------------------------------------------- 1. schedule
-def test_every_layer_of_the_window_writes_its_token():
-    """12 LM layers, 6 tokens, [0, 12): step 2, so layers 0, 1 get token 0; 2, 3 token 1; ... 10, 11 token 5."""
-    model = build(opt_lm(layers=12), vit_layers=6, n_injected=6, start=0, end=12)
+def slot_inputs(model):
+    """Prefill two prompts; → (the perceptual slot's state entering every LM layer {layer: [B, D]}, the
+    perceptual tokens [B, n, D])."""
     pv = model.vision.preprocess(images(2))
     seen: dict[int, torch.Tensor] = {}
     handles = [layer.register_forward_pre_hook(
         lambda m, a, kw, i=i: seen.__setitem__(i, (a[0] if a else kw["hidden_states"])[:, 0].clone()),
         with_kwargs=True) for i, layer in enumerate(model.lm.layers)]
     with torch.no_grad():
-        tokens = model._perception(pv)  # [B, 6, D]
+        tokens = model._perception(pv)  # [B, n, D]
         embeds, mask4d, positions, _ = model._prefill_inputs(model.tokenize(PROMPTS[:2]))
         model._run(embeds, mask4d, positions, tokens, prefill=True)
     for h in handles:
         h.remove()
+    return seen, tokens
+
+
+# --------------------------------------------------------------------------------------- 1. schedule
+def test_every_layer_of_the_window_writes_its_token():
+    """12 LM layers, 6 tokens, [0, 12): step 2, so layers 0, 1 get token 0; 2, 3 token 1; ... 10, 11 token 5."""
+    model = build(opt_lm(layers=12), vit_layers=6, n_injected=6, start=0, end=12)
+    seen, tokens = slot_inputs(model)
     received = [next(k for k in range(6) if torch.equal(seen[i], tokens[:, k])) for i in range(12)]
     assert received == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
 
@@ -77,17 +84,7 @@ def test_every_layer_of_the_window_writes_its_token():
 def test_write_every_step_writes_each_token_once_and_the_slot_evolves():
     model = build(opt_lm(layers=12), vit_layers=6, n_injected=6, start=0, end=12, write_every="step")
     assert model.adapter.plan == {0: 0, 2: 1, 4: 2, 6: 3, 8: 4, 10: 5}
-    pv = model.vision.preprocess(images(2))
-    seen: dict[int, torch.Tensor] = {}
-    handles = [layer.register_forward_pre_hook(
-        lambda m, a, kw, i=i: seen.__setitem__(i, (a[0] if a else kw["hidden_states"])[:, 0].clone()),
-        with_kwargs=True) for i, layer in enumerate(model.lm.layers)]
-    with torch.no_grad():
-        tokens = model._perception(pv)
-        embeds, mask4d, positions, _ = model._prefill_inputs(model.tokenize(PROMPTS[:2]))
-        model._run(embeds, mask4d, positions, tokens, prefill=True)
-    for h in handles:
-        h.remove()
+    seen, tokens = slot_inputs(model)
     for i in range(12):
         written = torch.equal(seen[i], tokens[:, i // 2])
         assert written is (i % 2 == 0), i
