@@ -6,7 +6,7 @@ import random
 
 import pytest
 import torch
-from tiny import make_model, tiny_lm, tiny_vit
+from tiny import brute_force_rank, make_model, tiny_lm, tiny_vit
 
 from mmadapt.adapters.epalm import EPALM, EPALMConfig
 from mmadapt.config import ModelConfig
@@ -244,18 +244,7 @@ def test_rank_picks_the_most_likely_candidate(model):
     cands = ["red", "blue", "2", "left", "a red circle"]
     picked = model.rank(pv, PROMPTS[:2], cands, top_k=len(cands))
     # brute force: full log-likelihood of every candidate (answer tokens + EOS), one forward each
-    for i in range(2):
-        scores = []
-        for c in cands:
-            t = model.tokenize([PROMPTS[i]], [c], prefix_weight=0.0)
-            with torch.no_grad():
-                embeds, mask4d, positions, _ = model._prefill_inputs(t)
-                h = model._run(embeds, mask4d, positions, model._perception(pv[i:i + 1]), prefill=True).last_hidden_state
-            K = embeds.shape[1] - t.ids.shape[1]
-            lp = torch.log_softmax(model.lm.logits(h[0, K:-1]), -1)
-            w = t.weights[0, 1:]
-            scores.append(float((lp.gather(-1, t.ids[0, 1:, None]).squeeze(-1) * w).sum()))
-        assert picked[i] == cands[max(range(len(cands)), key=scores.__getitem__)]
+    assert picked == brute_force_rank(model, pv, PROMPTS[:2], cands)
 
 
 def test_save_load_gives_identical_generations(model, tmp_path):

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
-from tiny import tiny_vit, word_tokenizer
+from tiny import brute_force_rank, text_cross_entropies, tiny_vit, word_tokenizer
 from transformers import GPT2Config, GPT2LMHeadModel, OPTConfig, OPTForCausalLM, PreTrainedTokenizerFast
 
 from mmadapt.adapters.epalm import EPALM, EPALMConfig
@@ -109,19 +108,7 @@ def test_default_window_is_the_papers(layers, window):
 # ----------------------------------------------------------------------------------------------- 3. loss
 def _ce_per_token(model, pv, prefixes, targets):
     """Cross-entropy of every predicted real text token, per sample (plain forward, no weights)."""
-    text = model.tokenize(prefixes, targets, 1.0)
-    with torch.no_grad():
-        tokens = model._perception(pv)
-        embeds, mask4d, positions, _ = model._prefill_inputs(text, tokens)
-        hidden = model._run(embeds, mask4d, positions, tokens, prefill=True).last_hidden_state
-    K = embeds.shape[1] - text.ids.shape[1]
-    out = []
-    for b in range(len(prefixes)):
-        n = int(text.mask[b].sum())
-        first = text.ids.shape[1] - n
-        logits = model.lm.logits(hidden[b, K + first:K + first + n - 1]).float()
-        out.append(F.cross_entropy(logits, text.ids[b, first + 1:first + n], reduction="none"))
-    return out
+    return [ce for ce, _ in text_cross_entropies(model, pv, prefixes, targets)]
 
 
 def test_authors_loss_sums_every_text_token_per_sample_over_batch_size_times_lm_loss_weight():
@@ -322,18 +309,7 @@ def test_leaky_rank_scores_the_full_sequence():
     pv = model.vision.preprocess(images(2))
     cands = ["red", "blue", "2", "left", "a red circle"]
     picked = model.rank(pv, PROMPTS[:2], cands, top_k=len(cands))
-    for i in range(2):
-        scores = []
-        for c in cands:
-            t = model.tokenize([PROMPTS[i]], [c], prefix_weight=0.0)
-            with torch.no_grad():
-                perception = model._perception(pv[i:i + 1])
-                embeds, mask4d, positions, _ = model._prefill_inputs(t, perception)
-                h = model._run(embeds, mask4d, positions, perception, prefill=True).last_hidden_state
-            K = embeds.shape[1] - t.ids.shape[1]
-            lp = torch.log_softmax(model.lm.logits(h[0, K:-1]), -1)
-            scores.append(float((lp.gather(-1, t.ids[0, 1:, None]).squeeze(-1) * t.weights[0, 1:]).sum()))
-        assert picked[i] == cands[max(range(len(cands)), key=scores.__getitem__)]
+    assert picked == brute_force_rank(model, pv, PROMPTS[:2], cands)
 
 
 # --------------------------------------------------------------------------------- 8. tokenizers without BOS

@@ -8,9 +8,8 @@ import copy
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from PIL import Image
-from tiny import tiny_lm
+from tiny import text_cross_entropies, tiny_lm
 
 from mmadapt.adapters.solo import SOLO, SOLOConfig
 from mmadapt.adapters.solo.patches import fitted_size
@@ -70,21 +69,8 @@ def test_resize_stretches_to_the_fitted_size_and_pad_keeps_the_pixels():
 
 def _token_losses(model, images, prompts, answers):
     """Per sample: (cross-entropies of the prompt tokens, of the answer tokens + EOS), from a plain forward."""
-    text = model.tokenize(prompts, answers, 0.0)
-    lengths = [len(model.tokenize([p]).ids[0]) for p in prompts]  # BOS + prompt tokens
-    with torch.no_grad():
-        perception = model._perception(model.vision.preprocess(images))
-        embeds, mask4d, positions, _ = model._prefill_inputs(text, perception)
-        hidden = model._run(embeds, mask4d, positions, perception, prefill=True).last_hidden_state
-    K = embeds.shape[1] - text.ids.shape[1]
-    out = []
-    for b in range(len(prompts)):
-        n = int(text.mask[b].sum())
-        first = text.ids.shape[1] - n  # left padding
-        logits = model.lm.logits(hidden[b, K + first:K + first + n - 1])
-        ce = F.cross_entropy(logits.float(), text.ids[b, first + 1:first + n], reduction="none")
-        out.append((ce[:lengths[b] - 1], ce[lengths[b] - 1:]))
-    return out
+    parts = text_cross_entropies(model, model.vision.preprocess(images), prompts, answers, prefix_weight=0.0)
+    return [(ce[w == 0], ce[w == 1]) for ce, w in parts]
 
 
 def trained(**cfg) -> PerceptualLM:

@@ -125,3 +125,39 @@ def train_scenes_recipe(recipe, scenes_root, out, *overrides: str):
     assert len(result.records) == 2 and all(r["loss"] > 0 for r in result.records)
     assert len(result.scores["vqa"]["perQuestion"]) == 6 * 5 and 0 <= result.scores["vqa"]["overall"] <= 100
     return result
+
+
+def text_cross_entropies(model, pixel_values, prefixes, targets, prefix_weight: float = 0.0):
+    """One plain forward of a ``PerceptualLM`` on ``prefix + target``; per sample ``(ce, w)``: the cross-entropy
+    of every predicted real text token [n - 1] and its loss weight (``prefix_weight`` for the prompt after BOS,
+    1 for the target and EOS), in order. What tests compute losses and candidate scores from by hand."""
+    import torch
+    import torch.nn.functional as F
+
+    text = model.tokenize(prefixes, targets, prefix_weight)
+    with torch.no_grad():
+        perception = model._perception(pixel_values)
+        embeds, mask4d, positions, _ = model._prefill_inputs(text, perception)
+        hidden = model._run(embeds, mask4d, positions, perception, prefill=True).last_hidden_state
+    K = embeds.shape[1] - text.ids.shape[1]
+    out = []
+    for b in range(len(prefixes)):
+        n = int(text.mask[b].sum())
+        first = text.ids.shape[1] - n  # left padding
+        logits = model.lm.logits(hidden[b, K + first:K + first + n - 1]).float()
+        ce = F.cross_entropy(logits, text.ids[b, first + 1:first + n], reduction="none")
+        out.append((ce, text.weights[b, first + 1:first + n]))
+    return out
+
+
+def brute_force_rank(model, pixel_values, prefixes, candidates):
+    """Per sample, the candidate whose tokens + EOS have the highest log-likelihood after its prefix, one full
+    forward per candidate (what ``PerceptualLM.rank`` must pick with ``top_k`` = every candidate)."""
+    picks = []
+    for i, prefix in enumerate(prefixes):
+        scores = []
+        for c in candidates:
+            [(ce, w)] = text_cross_entropies(model, pixel_values[i:i + 1], [prefix], [c])
+            scores.append(-float((ce * w).sum()))
+        picks.append(candidates[max(range(len(candidates)), key=scores.__getitem__)])
+    return picks
