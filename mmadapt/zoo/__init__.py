@@ -19,6 +19,7 @@ import importlib
 from pathlib import Path
 
 from mmadapt.zoo.cache import cache_root, deep_merge, get_or_build, read_manifest
+from mmadapt.zoo.pretrain import resolve_autocast
 
 ZOO_PREFIX = "zoo:"
 
@@ -53,10 +54,11 @@ def _module(name: str):
 
 def zoo_spec(name: str, spec_overrides: dict | None = None, *, quick: bool = False) -> dict:
     """The build spec of ``name``: its default, with the quick test overrides if ``quick``, then
-    ``spec_overrides`` (nested dicts merged; unknown keys refused)."""
+    ``spec_overrides`` (nested dicts merged; unknown keys refused), with ``train.bf16_autocast: "auto"``
+    resolved for this CPU (:func:`~mmadapt.zoo.pretrain.resolve_autocast`)."""
     mod = _module(name)
     spec = deep_merge(mod.DEFAULT_SPEC, mod.QUICK_OVERRIDES) if quick else mod.DEFAULT_SPEC
-    return deep_merge(spec, spec_overrides)
+    return resolve_autocast(deep_merge(spec, spec_overrides))
 
 
 def build_entry(name: str, *, root: str | Path | None = None, spec_overrides: dict | None = None,

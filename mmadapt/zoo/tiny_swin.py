@@ -58,7 +58,7 @@ DEFAULT_SPEC: dict = {
         "min_lr_ratio": 0.02,
         "weight_decay": 0.05,
         "grad_clip": 1.0,
-        "bf16_autocast": True,
+        "bf16_autocast": "auto",  # bf16 only where the CPU has it natively (pretrain.py)
         "readout": "cells",  # what the thrown-away heads read: "cells" (the flattened last-stage map) or "mean"
     },
     "eval": {"n_images": 1000, "batch_size": 250},

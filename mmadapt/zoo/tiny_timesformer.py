@@ -74,7 +74,7 @@ DEFAULT_SPEC: dict = {
         "min_lr_ratio": 0.02,
         "weight_decay": 0.05,
         "grad_clip": 1.0,
-        "bf16_autocast": True,
+        "bf16_autocast": "auto",  # bf16 only where the CPU has it natively (pretrain.py)
     },
     "eval": {"n_clips": 512, "batch_size": 128},
 }
