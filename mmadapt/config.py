@@ -124,6 +124,23 @@ class VideoTextConfig:
     the first token of the sequence: the text's first token (its [CLS]) when a text is given, the encoder's
     [CLS] for video only; ``cls_mean`` — the mean over frames of the encoder's [CLS], no pooler.
 
+    ``text_norm`` (the authors', from BERT's embeddings): LayerNorm over word + position embedding, then
+    dropout 0.1 while training; ``false``: the plain sum (mmadapt's earlier text side).
+
+    ``classifier``: the shape of the video QA and classification heads — ``openend`` (the authors' MSRVTT-QA
+    and action-recognition head: Dropout 0.5, Linear(D, D/2), LayerNorm, GELU, Linear) or ``vqav2`` (their
+    VQAv2 head, mmadapt's earlier one: Linear(D, 2D), LayerNorm, GELU, Linear); N(0, 0.02) weights, zero bias.
+
+    ``retrieval``: ``rank`` (the authors') — a Linear(D, 1) score per (text, clip), trained with cross-entropy
+    over the clip's text and ``retrieval_negatives`` other texts (the authors draw 15 at random from the
+    dataset; here the other examples of the batch, as many as it has); ``match_bce`` (mmadapt's earlier) — an
+    MLP matching logit, binary cross-entropy on the pair and one in-batch negative.
+
+    ``classify_prompt`` (the authors' action recognition): a fixed text read with every clip by the
+    classification head, so the sequence holds text and rolling acts under the authors' rule; ``[MASK]`` is the
+    tokenizer's mask token where it has one. ``null``: the clip alone (rolling then needs the adapter's
+    ``roll_video_only``).
+
     What trains inside the encoder (the authors fine-tune all of it; by default it stays frozen):
     ``lora`` — peft LoRA on its linear layers (``{r, alpha, target_modules}``; null targets: query / value);
     ``train_blocks`` — indices of encoder blocks trained in full."""
@@ -137,6 +154,11 @@ class VideoTextConfig:
     frame_sampling: Literal["uniform", "random"] = "uniform"
     shuffle_frames: bool = False  # an ablation: each clip's frames in a fixed random order (seeded by its path)
     pooling: Literal["pooler", "cls_mean"] = "pooler"
+    text_norm: bool = True
+    classifier: Literal["openend", "vqav2"] = "openend"
+    retrieval: Literal["rank", "match_bce"] = "rank"
+    retrieval_negatives: int = 15
+    classify_prompt: str | None = "A person is doing [MASK]"
     lora: Any = None  # mmadapt.adapters.lora.LoRAConfig (built by _build: that module imports this one)
     train_blocks: list[int] | None = None
 
@@ -145,6 +167,10 @@ class VideoTextConfig:
             raise ConfigError(f"n_frames: expected >= 1, got {self.n_frames}")
         if self.max_text_len < 1:
             raise ConfigError(f"max_text_len: expected >= 1, got {self.max_text_len}")
+        if self.retrieval_negatives < 1:
+            raise ConfigError(f"retrieval_negatives: expected >= 1, got {self.retrieval_negatives}")
+        if self.classify_prompt is not None and not self.classify_prompt.strip():
+            raise ConfigError("classify_prompt: empty (null reads the clip alone)")
         if self.answers is not None and len(set(self.answers)) != len(self.answers):
             raise ConfigError("answers: duplicate answers in the vocabulary")
         if self.lora is not None and self.lora.dropout:

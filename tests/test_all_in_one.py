@@ -220,7 +220,7 @@ def test_evaluation_writes_scores_and_reports_a_bad_clip(models, video_text_root
     assert 0 <= scores["vqa"]["overall"] <= 100
 
 
-def test_video_only_classification_by_cycle(video_text_root, tmp_path):
+def test_classification_by_cycle_with_the_prompt_and_alone(video_text_root, tmp_path):
     data = lambda split, n: {"format": "synthetic_video_text", "root": str(tmp_path / "data"), "split": split,  # noqa: E731
                              "n_samples": n, "seed": 0}
     cfg = Config.from_dict({
@@ -231,12 +231,18 @@ def test_video_only_classification_by_cycle(video_text_root, tmp_path):
         "output_dir": str(tmp_path / "run")})
     result = mmadapt.train(cfg, evaluate_after=True, quiet=True)
     model = result.model
-    assert set(model.trained) == {"token_type", "heads", "pooler"}  # no text side without a text task
+    # the authors' prompt is read with every clip: its embeddings (and their LayerNorm) train
+    assert set(model.trained) == {"token_type", "heads", "pooler", "word_embedding", "text_position", "text_norm"}
     assert len(model.config.head.classes) == 20 and model.config.head.classes[0] == "blue-green-red"
     scores = result.scores["classification"]
     assert scores["n_scored"] == 6 and 0 <= scores["accuracy"] <= 100
+    cfg.model.video_text.classify_prompt = None  # the clip alone: no text side at all
+    cfg.output_dir = str(tmp_path / "alone")
+    alone = mmadapt.train(cfg, evaluate_after=True, quiet=True)
+    assert set(alone.model.trained) == {"token_type", "heads", "pooler"}
+    assert alone.scores["classification"]["n_scored"] == 6
     with pytest.raises(ConfigError, match="no text side"):
-        model.pooled(_clips(model, video_text_root, n=1), ["what?"])
+        alone.model.pooled(_clips(alone.model, video_text_root, n=1), ["what?"])
 
 
 def test_patch_tokens_are_the_encoders_own_embedding(tmp_path):
@@ -268,10 +274,9 @@ def test_patch_tokens_are_the_encoders_own_embedding(tmp_path):
 
 @pytest.mark.slow
 def test_rolling_learns_the_frame_order_of_colour_cycles(tmp_path):
-    """Video-only classification of 20 colour cycles (chance 5%): a cycle and its reverse show the same frames,
-    so no order-blind model can pass 50% — the no-rolling model is one (test above: shuffled frames give the
-    same output). The recipe rolls video-only clips (``roll_video_only``; the authors' rule would not roll
-    them); 250 steps of 16 clips reached 60.0 with the earlier cls_mean pooling (2.7 min on one thread)."""
+    """Video classification of 20 colour cycles (chance 5%): a cycle and its reverse show the same frames, so
+    no order-blind model can pass 50% — the no-rolling model is one (test above: shuffled frames give the same
+    output). Each clip is read with the authors' action-recognition prompt, so it rolls under their rule."""
     recipe = Path(__file__).resolve().parents[1] / "adapters" / "all_in_one" / "synthetic_classify.yaml"
     cfg = mmadapt.load_recipe(recipe, [
         f"tasks.classification.train.root={tmp_path / 'data'}", f"tasks.classification.eval.root={tmp_path / 'data'}",

@@ -1,5 +1,6 @@
-"""All-in-One against its authors' code: when rolling happens, the tanh pooler, and training inside the encoder
-(peft LoRA, chosen blocks in full) — each with its named option. A tiny random ViT (4 blocks, 16 patches per
+"""All-in-One against its authors' code: when rolling happens, the tanh pooler, training inside the encoder
+(peft LoRA, chosen blocks in full), the heads, the text embedding, the retrieval loss and the action-recognition
+prompt — each with its named option. A tiny random ViT (4 blocks, 16 patches per
 frame) and a word tokenizer saved to disk stand in for the zoo models, so that save / load rebuilds them."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file
 
 import mmadapt
@@ -22,14 +24,15 @@ RECIPES = Path(__file__).resolve().parents[1] / "adapters" / "all_in_one"
 LORA = {"r": 2, "alpha": 4}  # null targets: the attention's query / value projections
 
 
-def _recipe(root, adapter=None, steps: int = 2, **video_text) -> Config:
+def _recipe(root, adapter=None, steps: int = 2, tasks=("vqa",), **video_text) -> Config:
     data = lambda split, n: {"format": "synthetic_video_text", "root": str(root), "split": split,  # noqa: E731
                              "n_samples": n, "seed": 0}
+    extra = {"vqa": {"prompt": "{question}"}}
     return Config.from_dict({
         "model": {"assembly": "all_in_one", "encoder": {"name": str(root / "vit"), "kind": "hf_vit"},
                   "adapter": adapter, "video_text": {"n_frames": 6, "max_text_len": 16,
                                                      "text_tokenizer": str(root / "tokenizer"), **video_text}},
-        "tasks": {"vqa": {"train": data("train", 8), "eval": data("val", 4), "prompt": "{question}"}},
+        "tasks": {t: {"train": data("train", 8), "eval": data("val", 4), **extra.get(t, {})} for t in tasks},
         "train": {"max_steps": steps, "batch_size": 4, "lr": 1e-2, "warmup_steps": 0, "log_every": 1},
         "output_dir": str(root / "run"),
     })
@@ -73,10 +76,11 @@ def test_rolling_needs_text_by_default_and_roll_video_only_is_the_option(root):
         # video only: the authors' rule never rolls — bit-identical to no rolling; the option rolls
         assert torch.equal(authors.pooled(clips), plain.pooled(clips))
         assert not torch.allclose(option.pooled(clips), plain.pooled(clips), atol=1e-4)
-        # text + video: both roll, identically
-        rolled = authors.pooled(clips, texts)
-        assert not torch.allclose(rolled, plain.pooled(clips, texts), atol=1e-4)
-        torch.testing.assert_close(option.pooled(clips, texts), rolled, rtol=0, atol=0)
+        # text + video: both roll, identically (per-frame outputs: the frame mean of the pooled text token
+        # nearly cancels a roll at random init)
+        rolled = authors.hidden(clips, texts)[0]
+        assert not torch.allclose(rolled, plain.hidden(clips, texts)[0], atol=1e-3)
+        torch.testing.assert_close(option.hidden(clips, texts)[0], rolled, rtol=0, atol=0)
     assert TokenRolling(TokenRollingConfig()).block_hook(4, 0, 64) is None
     assert TokenRolling(TokenRollingConfig(roll_video_only=True)).block_hook(4, 0, 64) is not None
 
@@ -136,7 +140,119 @@ def test_pooled_reads_the_encoder_output_through_pool(root):
     assert pooled.abs().max() < 1  # tanh
 
 
-# ------------------------------------------------------------------------------ point 3: training the encoder
+# ------------------------------------------------------------------ point 3: heads, text embedding, retrieval
+def _kinds(module) -> list[str]:
+    return [type(m).__name__ for m in module]
+
+
+def test_the_qa_head_is_the_authors_openend_head_and_vqav2_the_option(root):
+    model = _build(root)
+    D = model.encoder.hidden_size
+    head = model.trained["heads"]["answer"]
+    assert _kinds(head.net) == ["Dropout", "Linear", "LayerNorm", "GELU", "Linear"] and head.net[0].p == 0.5
+    assert head.net[1].weight.shape == (D // 2, D) and head.net[4].weight.shape == (len(model.config.video_text.answers), D // 2)
+    for linear in (head.net[1], head.net[4]):  # the authors' init_weights: N(0, 0.02), zero bias
+        assert torch.equal(linear.bias, torch.zeros_like(linear.bias))
+        w = linear.weight.detach()
+        assert 0.015 < float(w.std()) < 0.025 and abs(float(w.mean())) < 0.005
+    vqav2 = _build(root, classifier="vqav2").trained["heads"]["answer"]
+    assert _kinds(vqav2.net) == ["Linear", "LayerNorm", "GELU", "Linear"] and vqav2.net[0].weight.shape == (2 * D, D)
+    x = torch.randn(16, D)
+    with torch.no_grad():
+        evaluated = head(x)
+        torch.testing.assert_close(head(x), evaluated, rtol=0, atol=0)  # eval: no dropout
+        model.train()
+        assert not torch.equal(head(x), evaluated)  # training: the head's dropout acts
+        assert not model.encoder.model.training  # the frozen encoder stays in eval mode
+
+
+def test_text_embedding_is_layer_normed_as_berts_and_plain_is_the_option(root):
+    text = ["what shape is on the screen?"]
+    for norm in (True, False):
+        model = _build(root, text_norm=norm)
+        t = model.trained
+        assert ("text_norm" in t) == norm
+        ids = model.text_tokenizer(text, return_tensors="pt")["input_ids"]
+        x = t["word_embedding"].weight[ids[0]] + t["text_position"].weight[: ids.shape[1]]
+        if norm:
+            with torch.no_grad():
+                t["text_norm"].weight.fill_(2.0), t["text_norm"].bias.fill_(0.5)
+            x = 2.0 * (x - x.mean(-1, keepdim=True)) / torch.sqrt(x.var(-1, unbiased=False, keepdim=True) + 1e-5) + 0.5
+        with torch.no_grad():
+            tokens, mask = model._text(text, 1)
+        assert mask.all() and tokens.shape == (1, ids.shape[1], model.encoder.hidden_size)
+        torch.testing.assert_close(tokens[0], (x + t["token_type"].weight[0]).detach())
+        if norm:  # BERT's embedding dropout (0.1) while training
+            model.train()
+            with torch.no_grad():
+                assert not torch.equal(model._text(text, 1)[0], tokens)
+
+
+def test_rank_loss_is_cross_entropy_over_the_own_text_and_in_batch_negatives_by_hand(root):
+    model = _build(root, tasks=("retrieval",), retrieval_negatives=2)
+    head = model.trained["heads"]["match"]
+    assert isinstance(head, torch.nn.Linear) and head.weight.shape == (1, model.encoder.hidden_size)
+    clips = _clips(model, root, 4)
+    texts = ["a red circle", "a blue square", "a red circle", "a green triangle"]
+    with torch.no_grad():
+        score = lambda j, i: float(model.match_logits(clips[j:j + 1], [texts[i]]))  # noqa: E731
+        expected = []
+        for j in range(4):  # K = 2: the texts of clips j + 1 and j + 2; clip 0's second negative is its own text
+            candidates = [score(j, j)] + [score(j, (j + k) % 4) for k in (1, 2) if texts[(j + k) % 4] != texts[j]]
+            expected.append(-candidates[0] + math.log(sum(math.exp(c) for c in candidates)))
+        torch.testing.assert_close(model.rank_loss(clips, texts), torch.tensor(sum(expected) / 4), rtol=1e-4, atol=1e-5)
+        # K is capped at the batch's other texts: 15 negatives on a batch of 2 scores each clip against one other
+        two = model.rank_loss(clips[:2], texts[:2])
+        pair = [[score(j, i) for i in (j, 1 - j)] for j in range(2)]
+        by_hand = sum(-p[0] + math.log(math.exp(p[0]) + math.exp(p[1])) for p in pair) / 2
+        model.config.video_text.retrieval_negatives = 15
+        torch.testing.assert_close(model.rank_loss(clips[:2], texts[:2]), two)
+        torch.testing.assert_close(two, torch.tensor(by_hand), rtol=1e-4, atol=1e-5)
+
+
+def test_match_bce_is_the_named_option_by_hand(root):
+    model = _build(root, tasks=("retrieval",), retrieval="match_bce")
+    assert _kinds(model.trained["heads"]["match"].net) == ["Linear", "LayerNorm", "GELU", "Linear"]
+    clips = _clips(model, root, 3)
+    texts = ["a red circle", "a blue square", "a red circle"]
+    with torch.no_grad():
+        logit = lambda j, i: model.match_logits(clips[j:j + 1], [texts[i]])  # noqa: E731
+        pos = torch.cat([logit(j, j) for j in range(3)])
+        neg = torch.cat([logit(j, (j + 1) % 3) for j in range(3)])  # clip 2's negative is its own text: a match
+        target = torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0, 1.0])
+        expected = F.binary_cross_entropy_with_logits(torch.cat([pos, neg]), target)
+        torch.testing.assert_close(model.match_bce_loss(clips, texts), expected, rtol=1e-4, atol=1e-5)
+        batch = {"pixel_values": clips, "kinds": ["match"] * 3, "texts": texts, "labels": torch.ones(3)}
+        torch.testing.assert_close(model(**batch), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_classification_reads_the_prompt_so_rolling_acts_under_the_authors_rule(root):
+    rolled = _build(root, tasks=("classification",), adapter={"name": "token_rolling"})
+    plain = _build(root, tasks=("classification",))
+    assert rolled.classify_prompt == "A person is doing [MASK]"  # the word tokenizer has no mask token
+    assert "word_embedding" in rolled.trained  # the prompt's embeddings train
+    clips = _clips(rolled, root)
+    prompt = [rolled.classify_prompt] * 2
+    with torch.no_grad():
+        logits = rolled.predict(clips)
+        torch.testing.assert_close(logits, rolled.trained["heads"]["classify"](rolled.pooled(clips, prompt)))
+        # text shares the sequence, so it rolls (per-frame outputs differ from the same model without rolling)
+        assert not torch.allclose(rolled.hidden(clips, prompt)[0], plain.hidden(clips, prompt)[0], atol=1e-3)
+    alone = _build(root, tasks=("classification",), adapter={"name": "token_rolling"}, classify_prompt=None)
+    alone_plain = _build(root, tasks=("classification",), classify_prompt=None)
+    assert "word_embedding" not in alone.trained and alone.classify_prompt is None
+    with torch.no_grad():  # the clip alone: the authors' rule never rolls it
+        torch.testing.assert_close(alone.predict(clips), alone_plain.predict(clips), rtol=0, atol=0)
+    tok = rolled.text_tokenizer
+    tok.add_special_tokens({"mask_token": "<mask>"})
+    assert AllInOne._prompt("A person is doing [MASK]", tok) == "A person is doing <mask>"
+    with pytest.raises(ConfigError, match="model.video_text.classify_prompt: empty"):
+        _recipe(root, classify_prompt="  ")
+    with pytest.raises(ConfigError, match="model.video_text.retrieval_negatives: expected >= 1"):
+        _recipe(root, retrieval_negatives=0)
+
+
+# ------------------------------------------------------------------------------ point 4: training the encoder
 def _step(model, root):
     batch, errors = model.collate_train(training_examples(_recipe(root))[:4])
     assert not errors

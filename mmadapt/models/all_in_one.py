@@ -19,12 +19,14 @@ sequence's first token (the text's first token, its [CLS], when there is a text;
 video only) → trained Linear(D, D) → tanh; ``cls_mean`` — the mean over frames of the encoder's [CLS].
 
 Heads (trained, chosen by the recipe's tasks): ``answer`` — a classifier over the video QA answer vocabulary
-(Linear → LayerNorm → GELU → Linear); ``match`` — one video–text matching logit (retrieval ranks all pairs by
-it); ``classify`` — video classes (``model.head``, video only, no text). Trained: the text embedding tables
-(only with a text task), a text / video type embedding, the pooler, the heads (and the per-frame embedding if
-``temporal_embedding``). The encoder is frozen by default (the authors fine-tune it whole after their
-video–text pretraining); ``video_text.lora`` adds peft LoRA inside it and ``video_text.train_blocks`` trains
-chosen blocks in full. Both live in :attr:`trained` (``lora``: the LoRA A / B layers, ``blocks``: the chosen
+(``video_text.classifier``: the authors' Dropout → Linear(D, D/2) → LayerNorm → GELU → Linear by default);
+``match`` — one score per (text, clip) (``video_text.retrieval``: the authors' Linear(D, 1) rank score,
+cross-entropy over the clip's text and in-batch negatives; retrieval ranks all pairs by it); ``classify`` —
+video classes (``model.head``), read with the fixed ``classify_prompt`` text as the authors do. Trained: the
+text embedding tables (+ their LayerNorm, ``text_norm``), a text / video type embedding, the pooler, the
+heads (and the per-frame embedding if ``temporal_embedding``). The encoder is frozen by default (the authors
+fine-tune it whole after their video–text pretraining); ``video_text.lora`` adds peft LoRA inside it and
+``video_text.train_blocks`` trains chosen blocks in full. Both live in :attr:`trained` (``lora``: the LoRA A / B layers, ``blocks``: the chosen
 blocks, aliases of the encoder's own modules), so checkpoints and ``save_pretrained`` hold them.
 """
 
@@ -85,15 +87,36 @@ class ClipFrames:
         return self
 
 
-class VQAHead(nn.Module):
-    """[B, D] → [B, n_answers]: Linear(D, 2D) → LayerNorm → GELU → Linear (ViLT / All-in-One's VQA head)."""
+class ClassifierHead(nn.Module):
+    """[B, D] → [B, n_outputs], by ``video_text.classifier``: ``openend`` — Dropout(0.5) → Linear(D, D/2) →
+    LayerNorm → GELU → Linear (the authors' MSRVTT-QA / action-recognition head); ``vqav2`` — Linear(D, 2D) →
+    LayerNorm → GELU → Linear (their VQAv2 head). Linear weights N(0, 0.02), zero biases (their
+    ``init_weights``)."""
 
-    def __init__(self, dim: int, n_outputs: int):
+    def __init__(self, dim: int, n_outputs: int, shape: str = "openend"):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(dim, 2 * dim), nn.LayerNorm(2 * dim), nn.GELU(), nn.Linear(2 * dim, n_outputs))
+        if shape == "openend":
+            hidden, layers = dim // 2, [nn.Dropout(0.5)]
+        else:
+            hidden, layers = 2 * dim, []
+        self.net = nn.Sequential(*layers, nn.Linear(dim, hidden), nn.LayerNorm(hidden), nn.GELU(),
+                                 nn.Linear(hidden, n_outputs))
+        for m in self.net:
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
         return self.net(pooled)
+
+
+def rank_head(dim: int) -> nn.Linear:
+    """The authors' retrieval score ``rank_output``: Linear(D, 1), N(0, 0.02) weights, zero bias (they copy
+    it from their pretrained matching head's "match" row, which starts the same way)."""
+    head = nn.Linear(dim, 1)
+    nn.init.normal_(head.weight, std=0.02)
+    nn.init.zeros_(head.bias)
+    return head
 
 
 @register("assemblies", "all_in_one")
@@ -107,21 +130,26 @@ class AllInOne(Assembly):
         self.vision = ClipFrames(encoder, vt.n_frames, vt.frame_sampling, vt.shuffle_frames)
         D = encoder.hidden_size
         trained = {"token_type": nn.Embedding(2, D)}
-        if vt.answers or vt.matching:  # text tasks: the text side's tables (video-only classification has none)
+        self.classify_prompt = self._prompt(vt.classify_prompt, tokenizer) if config.head.n_outputs else None
+        if vt.answers or vt.matching or self.classify_prompt:  # the text side's tables (a video-only model has none)
             trained["word_embedding"] = nn.Embedding(len(tokenizer), D)
             trained["text_position"] = nn.Embedding(vt.max_text_len, D)
         for emb in trained.values():
             nn.init.normal_(emb.weight, std=0.02)
+        self.text_dropout = None
+        if vt.text_norm and "word_embedding" in trained:  # BERT's embedding LayerNorm and dropout (p = 0.1)
+            trained["text_norm"] = nn.LayerNorm(D)
+            self.text_dropout = nn.Dropout(0.1)
         if vt.temporal_embedding:
             trained["temporal"] = nn.Embedding(vt.n_frames, D)
             nn.init.zeros_(trained["temporal"].weight)
         heads = {}
         if vt.answers:
-            heads["answer"] = VQAHead(D, len(vt.answers))
+            heads["answer"] = ClassifierHead(D, len(vt.answers), vt.classifier)
         if vt.matching:
-            heads["match"] = VQAHead(D, 1)
+            heads["match"] = rank_head(D) if vt.retrieval == "rank" else ClassifierHead(D, 1, "vqav2")
         if config.head.n_outputs:
-            heads["classify"] = VQAHead(D, config.head.n_outputs)
+            heads["classify"] = ClassifierHead(D, config.head.n_outputs, vt.classifier)
         if not heads:
             raise ConfigError("model.video_text: no head (set answers, matching, or model.head.n_outputs — "
                               "mmadapt.build_model fills them from the tasks)")
@@ -136,6 +164,13 @@ class AllInOne(Assembly):
         if adapter is not None:
             adapter.attach(encoder)
         self._answer_index = {a: i for i, a in enumerate(vt.answers or [])}
+
+    @staticmethod
+    def _prompt(prompt: str | None, tokenizer) -> str | None:
+        """``classify_prompt`` with ``[MASK]`` as the tokenizer's own mask token (kept as text without one)."""
+        if prompt is None or tokenizer.mask_token is None:
+            return prompt
+        return prompt.replace("[MASK]", tokenizer.mask_token)
 
     @staticmethod
     def _encoder_training(vt, encoder: VisionEncoder) -> dict[str, nn.Module]:
@@ -205,8 +240,10 @@ class AllInOne(Assembly):
         ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device).bool()
         positions = torch.arange(ids.shape[1], device=device)
         t = self.trained
-        tokens = t["word_embedding"](ids) + t["text_position"](positions)[None] + t["token_type"].weight[TEXT]
-        return tokens, mask
+        tokens = t["word_embedding"](ids) + t["text_position"](positions)[None]
+        if "text_norm" in t:
+            tokens = self.text_dropout(t["text_norm"](tokens))
+        return tokens + t["token_type"].weight[TEXT], mask
 
     def _frames(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """``pixel_values`` [B, T, 3, S, S] → frame tokens [B, T, N, D] (the frozen encoder's own patch and
@@ -265,8 +302,9 @@ class AllInOne(Assembly):
         return self._head("match")(self.pooled(pixel_values, texts)).squeeze(-1)
 
     def predict(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Video classification logits [B, n_classes] (video only, no text)."""
-        return self._head("classify")(self.pooled(pixel_values))
+        """Video classification logits [B, n_classes]: the clip with ``classify_prompt`` (or alone)."""
+        prompts = [self.classify_prompt] * pixel_values.shape[0] if self.classify_prompt else None
+        return self._head("classify")(self.pooled(pixel_values, prompts))
 
     def _head(self, kind: str) -> nn.Module:
         heads = self.trained["heads"]
@@ -333,9 +371,8 @@ class AllInOne(Assembly):
         raise TypeError(f"all_in_one: cannot train on {type(ex).__name__}")
 
     def forward(self, pixel_values: torch.Tensor, kinds: list[str], texts: list[str], labels: torch.Tensor) -> torch.Tensor:
-        """The mean over the batch's task kinds of their losses: answer / classify cross-entropy, matching
-        binary cross-entropy on the pairs plus one in-batch negative per clip (the next clip's text; a text
-        identical to the clip's own counts as a match)."""
+        """The mean over the batch's task kinds of their losses: answer / classify cross-entropy, retrieval
+        by ``video_text.retrieval`` (:meth:`rank_loss` or :meth:`match_bce_loss`)."""
         labels = labels.to(self.device)
         losses = []
         for kind in ("answer", "classify", "match"):
@@ -348,11 +385,29 @@ class AllInOne(Assembly):
             elif kind == "answer":
                 logits = self.answer_logits(pixels, [texts[i] for i in rows])
                 losses.append(F.cross_entropy(logits.float(), labels[rows].long()))
+            elif self.config.video_text.retrieval == "rank":
+                losses.append(self.rank_loss(pixels, [texts[i] for i in rows]))
             else:
-                pos = [texts[i] for i in rows]
-                neg = pos[1:] + pos[:1]
-                pair_texts = pos + neg
-                target = torch.tensor([1.0] * len(pos) + [float(n == p) for p, n in zip(pos, neg)], device=self.device)
-                logits = self.match_logits(torch.cat([pixels, pixels]), pair_texts)
-                losses.append(F.binary_cross_entropy_with_logits(logits.float(), target))
+                losses.append(self.match_bce_loss(pixels, [texts[i] for i in rows]))
         return torch.stack(losses).mean()
+
+    def rank_loss(self, pixel_values: torch.Tensor, texts: list[str]) -> torch.Tensor:
+        """The authors' retrieval loss: clip ``j`` is scored with its own text and ``K`` others, the texts of
+        clips ``j + 1, …, j + K`` (mod B; ``K = min(retrieval_negatives, B - 1)``), and cross-entropy picks its
+        own. A negative text identical to the clip's own is a match, not a negative: it is left out."""
+        B = len(texts)
+        K = min(self.config.video_text.retrieval_negatives, B - 1)
+        candidates = [texts[(j + k) % B] for j in range(B) for k in range(K + 1)]
+        scores = self.match_logits(pixel_values.repeat_interleave(K + 1, dim=0), candidates).view(B, K + 1)
+        same = torch.tensor([[k > 0 and texts[(j + k) % B] == texts[j] for k in range(K + 1)] for j in range(B)],
+                            device=scores.device)
+        scores = scores.float().masked_fill(same, float("-inf"))
+        return F.cross_entropy(scores, torch.zeros(B, dtype=torch.long, device=scores.device))
+
+    def match_bce_loss(self, pixel_values: torch.Tensor, texts: list[str]) -> torch.Tensor:
+        """``retrieval: match_bce``: binary cross-entropy on the pairs plus one in-batch negative per clip (the
+        next clip's text; a text identical to the clip's own counts as a match)."""
+        neg = texts[1:] + texts[:1]
+        target = torch.tensor([1.0] * len(texts) + [float(n == p) for p, n in zip(texts, neg)], device=self.device)
+        logits = self.match_logits(torch.cat([pixel_values, pixel_values]), texts + neg)
+        return F.binary_cross_entropy_with_logits(logits.float(), target)
