@@ -203,8 +203,9 @@ def test_answer_marker_is_a_special_token_on_a_spare_frozen_row():
 def test_paper_recipes_state_the_authors_format_beams_and_batch():
     vqa = Config.from_yaml(ROOT / "adapters/epalm/vqa.yaml")
     task = vqa.tasks["vqa"]
-    assert (task.prompt, task.target_separator, task.num_beams, task.prefix_loss_weight) == \
-        ("{question}?</a>", "", 3, None)
+    assert (task.prompt, task.target_separator, task.num_beams, task.prefix_loss_weight, task.train_answer) == \
+        ("{question}?</a>", "", 3, None, "sampled")
+    assert task.max_length == 30
     adapter = vqa.model.adapter
     assert adapter.added_tokens == ["</a>"] and adapter.loss == "authors" and adapter.lm_loss_weight == 0.1
     assert adapter.lm_dropout and adapter.prompt_mlp_hidden is None and adapter.write_every == "layer"
@@ -213,7 +214,7 @@ def test_paper_recipes_state_the_authors_format_beams_and_batch():
     for name, batch in batches.items():
         cfg = Config.from_yaml(ROOT / f"adapters/epalm/{name}.yaml")
         (task,) = cfg.tasks.values()
-        assert cfg.train.batch_size == batch and task.num_beams == 3, name
+        assert cfg.train.batch_size == batch and task.num_beams == 3 and task.max_length == 30, name
         assert task.prefix_loss_weight is None and cfg.model.adapter.lm_dropout, name
         if name == "videoqa":
             assert (task.prompt, task.target_separator) == ("{question}?</a>", "")
@@ -287,6 +288,19 @@ def test_generation_equals_full_recompute_greedy_and_beam(leaky):
     assert beams == expected
 
 
+def test_max_length_caps_prompt_plus_answer_as_hugging_face_counts():
+    """The authors generate with ``max_length=30``: the batch's padded prompt (its start token included) and
+    the answer together. Here: new tokens = min(max_new_tokens, max_length - padded prompt width)."""
+    model = build(opt_lm(layers=4), start=2, end=4)
+    pv = model.vision.preprocess(images(3))
+    width = model.tokenize(PROMPTS).ids.shape[1]
+    for beams in (1, 3):
+        capped = model.generate(pv, PROMPTS, max_new_tokens=20, max_length=width + 2, num_beams=beams)
+        assert capped == model.generate(pv, PROMPTS, max_new_tokens=2, num_beams=beams)
+        assert model.generate(pv, PROMPTS, max_new_tokens=2, max_length=width + 9, num_beams=beams) == capped
+    assert model.generate(pv, PROMPTS, max_new_tokens=5, max_length=width) == [""] * 3
+
+
 def test_leaky_visual_state_depends_on_later_text_so_a_cache_would_be_stale():
     """Why leaky mode recomputes: appending text changes the visual slot's state at the writing layers."""
     model = build(opt_lm(layers=3), start=1, end=3, leaky_visual_attention=True)
@@ -345,3 +359,52 @@ def test_a_tokenizer_without_bos_gets_one_and_an_empty_prompt_works():
     loss = model(pv, ["", "caption:"], ["a red circle", "2"])
     assert torch.isfinite(loss)
     assert len(model.generate(pv, ["", ""], max_new_tokens=3)) == 2
+
+
+# ------------------------------------------------------------------ the training answer: drawn at every read
+def test_sampled_training_answers_follow_the_authors_soft_scores():
+    from collections import Counter
+
+    from mmadapt.data.vqa_v2 import VQASample
+    from mmadapt.tasks.vqa import answer_choices
+    from mmadapt.training.data import Example, draw_target
+
+    sample = VQASample(1, 1, "what is it", Path("x.jpg"), answers=["net"] * 7 + ["mesh"] * 2 + ["netting"])
+    choices = answer_choices(sample)
+    assert [a for a, _ in choices] == ["net", "mesh", "netting"]
+    assert [w for _, w in choices] == pytest.approx([1.0, 0.6, 0.3])  # min(1, 0.3 · count)
+    (b, wb), (a, wa) = answer_choices(VQASample(2, 1, "q", Path("x.jpg"), answers=["a"] * 3 + ["b"] * 4))
+    assert (b, a) == ("b", "a") and (wb, wa) == pytest.approx((1.0, 0.9))
+    ex = Example("x.jpg", "what is it", "net", None, "vqa", " ", choices)
+    draws = Counter(draw_target(ex, 0, step, 7).target for step in range(4000))
+    for answer, weight in choices:  # frequencies ∝ 1 : 0.6 : 0.3 (4000 draws: ±0.03)
+        assert abs(draws[answer] / 4000 - weight / 1.9) < 0.03, draws
+    assert draw_target(ex, 0, 5, 3) == draw_target(ex, 0, 5, 3)  # a function of (seed, step, index)
+    assert len({draw_target(ex, s, 5, 3).target for s in range(20)}) > 1
+    plain = Example("x.jpg", "what is it", "net", None, "vqa")
+    assert draw_target(plain, 0, 5, 3) is plain  # no choices: the annotation's most common answer, always
+
+
+def test_the_trainer_draws_the_answer_of_every_read_and_resumes_the_same_draws(scenes_root, tmp_path, monkeypatch):
+    import mmadapt
+    import mmadapt.tasks.vqa as vqa
+    from tiny import make_model, tiny_config
+
+    monkeypatch.setattr(vqa, "answer_choices", lambda s: (("yes", 1.0), ("no", 1.0)))
+
+    def run(out):
+        config = tiny_config(scenes_root, out)
+        del config.tasks["caption"]
+        config.tasks["vqa"].train_answer = "sampled"
+        model = make_model(config)
+        seen, collate = [], model.collate_train
+        model.collate_train = lambda examples: (seen.append([e.target for e in examples]), collate(examples))[1]
+        mmadapt.train(config, model=model, quiet=True)
+        return seen
+
+    seen = run(tmp_path / "a")
+    assert len(seen) == 4 and {t for batch in seen for t in batch} == {"yes", "no"}
+    assert run(tmp_path / "b") == seen
+    config = tiny_config(scenes_root, tmp_path / "c")
+    examples = mmadapt.build_tasks(config)["vqa"].train_examples()
+    assert all(e.target_choices == () for e in examples)  # the default: the most common answer, no draw

@@ -303,15 +303,21 @@ class PerceptualLM(Assembly):
 
     @torch.no_grad()
     def generate(self, pixel_values, prefix: list[str], max_new_tokens: int = 20,
-                 num_beams: int = 1, length_penalty: float = 1.0) -> list[str]:
+                 num_beams: int = 1, length_penalty: float = 1.0, max_length: int | None = None) -> list[str]:
         """Batched greedy / beam decoding (the LM in eval mode); the perception enters at prefill (and at every
-        recomputed step in leaky mode)."""
+        recomputed step in leaky mode). ``max_length`` also caps the new tokens at ``max_length`` minus the
+        batch's padded prompt length (its start token included), as Hugging Face ``generate`` counts."""
         tok = self.lm.tokenizer
         with self._lm_eval():
             tokens = self._perception(pixel_values.to(self.device))
-            logprobs, decoder = self._decoder(self.tokenize(prefix), tokens)
+            text = self.tokenize(prefix)
+            if max_length is not None:
+                max_new_tokens = max(0, min(max_new_tokens, max_length - text.ids.shape[1]))
+            logprobs, decoder = self._decoder(text, tokens)
             B = len(prefix)
             eos = tok.eos_token_id
+            if max_new_tokens == 0:
+                return [""] * B
             if num_beams > 1:
                 return self._beam_search(logprobs, decoder, B, num_beams, max_new_tokens, length_penalty)
             out = torch.full((B, 0), eos, dtype=torch.long, device=self.device)

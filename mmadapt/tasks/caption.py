@@ -78,7 +78,8 @@ class CaptionTask(Task):
             if not ok:
                 continue
             captions = model.generate(model.vision.preprocess(images), [self.prefix] * len(ok),
-                                      max_new_tokens=self.config.max_new_tokens, num_beams=self.config.num_beams)
+                                      max_new_tokens=self.config.max_new_tokens, num_beams=self.config.num_beams,
+                                      max_length=self.config.max_length)
             results += [(chunk[i].image_id, c) for i, c in zip(ok, captions)]
         out_dir.mkdir(parents=True, exist_ok=True)
         write_caption_results(out_dir / f"{self.key}_results.json", results)

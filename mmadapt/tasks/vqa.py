@@ -57,8 +57,10 @@ class VQATask(Task):
         if self.config.train is None:
             return []
         samples, _ = self._samples("train")
+        sampled = self.config.train_answer == "sampled"
         return [Example(str(s.image_path), self.prefix(s.question), _target(s), self.config.prefix_loss_weight,
-                        self.key, self.config.target_separator) for s in samples]
+                        self.key, self.config.target_separator, answer_choices(s) if sampled else ())
+                for s in samples]
 
     def candidates(self) -> list[str]:
         if self.config.candidates:
@@ -96,6 +98,7 @@ class VQATask(Task):
                                      separator=self.config.target_separator)
             else:
                 answers = model.generate(pixels, prefixes, max_new_tokens=self.config.max_new_tokens,
+                                         max_length=self.config.max_length,
                                          num_beams=self.config.num_beams)
             results += [(chunk[i].question_id, a) for i, a in zip(ok, answers)]
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -131,6 +134,12 @@ class VQATask(Task):
 def files_limited(task: Task, split: str) -> bool:
     ds = getattr(task.config, split)
     return bool(ds is not None and ds.limit)
+
+
+def answer_choices(s: VQASample) -> tuple[tuple[str, float], ...]:
+    """The distinct annotator answers of ``s`` with the soft VQA score the authors' labels carry and their
+    training draw is weighted by: min(1, 0.3 · count) (1 → 0.3, 2 → 0.6, 3 → 0.9, ≥ 4 → 1), most common first."""
+    return tuple((a, min(1.0, 0.3 * n)) for a, n in Counter(s.answers).most_common())
 
 
 def _target(s: VQASample) -> str:

@@ -1,7 +1,8 @@
 """Training examples, the deterministic global-batch order, and collation.
 
 Every task turns its data into examples: :class:`Example` s for text tasks (an image, a text prefix, a
-target, a prefix loss weight), :class:`LabelledExample` s for classification / regression (a source — a
+target, a prefix loss weight; optionally targets to draw from at every read, :func:`draw_target`),
+:class:`LabelledExample` s for classification / regression (a source — a
 file path or an already-loaded sample — and a label). The assembly collates them (``collate_train``).
 The order of examples is a function of (seed, step) only, so a resumed run sees exactly the batches an
 uninterrupted one would, and N ranks together see exactly the global batch one rank would.
@@ -9,7 +10,9 @@ uninterrupted one would, and N ranks together see exactly the global batch one r
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +33,8 @@ class Example:
     prefix_weight: float | None  # None: the model's default
     task: str
     target_separator: str = " "  # text between ``prefix`` and ``target``
+    # (answer, weight) pairs: when given, :func:`draw_target` draws ``target`` among them at every read
+    target_choices: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,19 @@ class LabelledExample:
     source: Any
     label: int | float
     task: str
+
+
+def draw_target(example: Any, seed: int, step: int, index: int) -> Any:
+    """``example`` with its ``target`` drawn from its ``target_choices`` (probability ∝ weight), or unchanged
+    without choices. The draw depends only on ``(seed, step, index)``: the same on every rank and after a
+    resume, and new each time the example is read again (as the authors' dataset draws in ``__getitem__``)."""
+    choices = example.target_choices if isinstance(example, Example) else ()
+    if not choices:
+        return example
+    g = torch.Generator().manual_seed(zlib.crc32(f"{seed}:{step}:{index}".encode()))
+    weights = torch.tensor([w for _, w in choices], dtype=torch.float64)
+    pick = int(torch.multinomial(weights, 1, generator=g))
+    return dataclasses.replace(example, target=choices[pick][0])
 
 
 class GlobalBatchOrder:

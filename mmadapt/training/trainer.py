@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from mmadapt.config import Config, TrainConfig
 from mmadapt.errors import ConfigError, TrainingError
 from mmadapt.training import checkpoint as ckpt
-from mmadapt.training.data import GlobalBatchOrder
+from mmadapt.training.data import GlobalBatchOrder, draw_target
 from mmadapt.training.fast_paths import apply_fast_paths, autocast_context
 from mmadapt.training.schedule import cosine_with_warmup
 from mmadapt.training.distributed import all_mean, barrier, device_for_rank, init_distributed
@@ -178,7 +178,8 @@ class Trainer:
             losses, skipped, nonfinite = [], [], set()
             micros = self.order.micro_batches(self.step)
             for k, micro in enumerate(micros):
-                inputs, errors = self.module.collate_train([self.examples[i] for i in micro])
+                examples = [draw_target(self.examples[i], self.train_cfg.seed, self.step, i) for i in micro]
+                inputs, errors = self.module.collate_train(examples)
                 skipped.extend(errors)
                 if inputs is None:
                     raise RuntimeError(f"step {self.step}: every example of a micro-batch failed: {errors[:3]}")
