@@ -9,8 +9,9 @@ What is built (from configs, random init: speed does not depend on the weights):
 - Vision: ``ViTConfig`` defaults = ViT-B/16 (224 px, patch 16 → 196 + 1 tokens, hidden 768, 12 layers,
   12 heads, mlp 3072), no pooler, SDPA, fp32, frozen.
 - Adapter: ``EPALMConfig()`` defaults (n_injected 6, prompt_len 10, one connector per injected layer).
-  ``start``/``end`` left at ``None``: the paper's choice (OPT-2.7B: layers 19→31 of 32, the last ~40%)
-  scaled to 12 layers gives ``[6, 12)`` with step 1, i.e. injection into layers 6..11.
+  ``start``/``end`` left at ``None``: the paper's window (OPT-2.7B: layers 19→31 of 32, the ``2·n`` layers
+  before the last) is ``[5, 11)`` for 12 layers; every layer of it writes (one token each, as ``[6, 12)``
+  did before the window followed the authors: the same six injection layers, so the same cost).
 - Text: batch of VQA prompts ``"question: {q} answer:"`` + a short answer, tokenised by a word-level HF
   ``tokenizers`` tokenizer built here whose vocabulary is padded to 50272 ids (OPT's embedding size). The
   questions are 16–18 words, giving 24–28 text tokens per sample with BOS and EOS (LM length 39 with the

@@ -26,8 +26,9 @@ video classes (``model.head``), read with the fixed ``classify_prompt`` text as 
 text embedding tables (+ their LayerNorm, ``text_norm``), a text / video type embedding, the pooler, the
 heads (and the per-frame embedding if ``temporal_embedding``). The encoder is frozen by default (the authors
 fine-tune it whole after their video–text pretraining); ``video_text.lora`` adds peft LoRA inside it and
-``video_text.train_blocks`` trains chosen blocks in full. Both live in :attr:`trained` (``lora``: the LoRA A / B layers, ``blocks``: the chosen
-blocks, aliases of the encoder's own modules), so checkpoints and ``save_pretrained`` hold them.
+``video_text.train_blocks`` trains chosen blocks in full. Both live in :attr:`trained` (``lora``: the LoRA
+A / B layers, ``blocks``: the chosen blocks, aliases of the encoder's own modules), so checkpoints and
+``save_pretrained`` hold them.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 Every task turns its data into examples: :class:`Example` s for text tasks (an image, a text prefix, a
 target, a prefix loss weight; optionally targets to draw from at every read, :func:`draw_target`),
-:class:`LabelledExample` s for classification / regression (a source — a
-file path or an already-loaded sample — and a label). The assembly collates them (``collate_train``).
+:class:`LabelledExample` s for classification / regression (a source — a file path or an already-loaded
+sample — and a label). The assembly collates them (``collate_train``).
 The order of examples is a function of (seed, step) only, so a resumed run sees exactly the batches an
 uninterrupted one would, and N ranks together see exactly the global batch one rank would.
 """
