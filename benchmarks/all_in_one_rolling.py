@@ -1,6 +1,7 @@
 """All-in-One token rolling vs the same frozen backbone without it, in one run, on order-dependent clips.
 
-    python benchmarks/all_in_one_rolling.py [--steps 300] [--json out.json] [--out runs/bench-all-in-one]
+    python benchmarks/all_in_one_rolling.py [--part classify|video-text|both] [--variants NAME ...] [--steps N]
+                                            [--json out.json] [--out runs/bench-all-in-one]
 
 Same frozen zoo:tiny-vit attending per frame, same data (the synthetic colour-cycle clips, 600 train / 60
 held-out), same trained parts, steps and seed; only the temporal path (and, for "before", the pooling) changes:
@@ -72,7 +73,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/bench-all-in-one"))
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--part", choices=["classify", "video-text", "both"], default="both")
+    parser.add_argument("--variants", nargs="*", default=None, help="run only these variants (labels as below)")
     args = parser.parse_args()
+    known = [*CLASSIFY, *VIDEO_TEXT]
+    if args.variants is not None and set(args.variants) - set(known):
+        parser.error(f"--variants: unknown {sorted(set(args.variants) - set(known))}; known: {known}")
     extra = [f"train.max_steps={args.steps}"] if args.steps else []
     results: dict[str, dict] = {"classify": {}, "video-text": {}}
     for part, recipe, variants in (("classify", "synthetic_classify.yaml", CLASSIFY),
@@ -80,6 +85,8 @@ def main() -> None:
         if args.part not in (part, "both"):
             continue
         for i, (label, overrides) in enumerate(variants.items()):
+            if args.variants is not None and label not in args.variants:
+                continue
             results[part][label] = run(recipe, [*overrides, *extra], args.out / f"{part}{i}")
             print(f"{part} / {label}: {results[part][label]}", flush=True)
     W = max(len(label) for label in [*CLASSIFY, *VIDEO_TEXT])
