@@ -51,6 +51,9 @@ VIDEO_TEXT = {
     "rolling": [],
     "no rolling": ["model.adapter=null"],
     "before": BEFORE,
+    # which of the authors' choices moves the scores: one at a time back to the earlier one
+    "rolling, text_norm=false": ["model.video_text.text_norm=false"],
+    "rolling, earlier heads and loss": ["model.video_text.classifier=vqav2", "model.video_text.retrieval=match_bce"],
 }
 
 
