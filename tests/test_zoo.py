@@ -56,16 +56,14 @@ def test_spec_changes_give_separate_entries(tmp_path):
 def test_auto_bf16_autocast_resolves_for_this_cpu_before_hashing(native, monkeypatch):
     """``"auto"`` becomes this CPU's answer in the spec itself: a machine with native bf16 gets exactly the
     entry an explicit ``True`` names (earlier builds stay valid), one without gets the fp32 entry."""
-    from mmadapt.zoo import pretrain
-
-    monkeypatch.setattr(pretrain, "native_bf16", lambda: native)
+    monkeypatch.setattr(zoo, "native_bf16", lambda: native)
     for name in zoo.zoo_names():
         spec = zoo.zoo_spec(name)
         assert spec["train"]["bf16_autocast"] is native
         explicit = zoo.zoo_spec(name, {"train": {"bf16_autocast": native}})
         assert cache.spec_hash(spec) == cache.spec_hash(explicit)
         assert cache.spec_hash(spec) != cache.spec_hash(zoo.zoo_spec(name, {"train": {"bf16_autocast": not native}}))
-    assert pretrain.resolve_autocast({"train": {"bf16_autocast": False}}) == {"train": {"bf16_autocast": False}}
+    assert zoo.resolve_autocast({"train": {"bf16_autocast": False}}) == {"train": {"bf16_autocast": False}}
 
 
 def test_tiny_opt_loads_with_the_auto_classes(quick_opt):

@@ -104,20 +104,19 @@ class ClassifierHead(nn.Module):
                                  nn.Linear(hidden, n_outputs))
         for m in self.net:
             if isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, std=0.02)
-                nn.init.zeros_(m.bias)
+                authors_init(m)
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
         return self.net(pooled)
 
 
-def rank_head(dim: int) -> nn.Linear:
-    """The authors' retrieval score ``rank_output``: Linear(D, 1), N(0, 0.02) weights, zero bias (they copy
-    it from their pretrained matching head's "match" row, which starts the same way)."""
-    head = nn.Linear(dim, 1)
-    nn.init.normal_(head.weight, std=0.02)
-    nn.init.zeros_(head.bias)
-    return head
+def authors_init(linear: nn.Linear) -> nn.Linear:
+    """``linear`` re-initialised as the authors' ``objectives.init_weights``: N(0, 0.02) weights, zero bias.
+    Their retrieval score ``rank_output`` (Linear(D, 1)) starts so too: they copy it from their pretrained
+    matching head's "match" row, initialised the same way."""
+    nn.init.normal_(linear.weight, std=0.02)
+    nn.init.zeros_(linear.bias)
+    return linear
 
 
 @register("assemblies", "all_in_one")
@@ -148,7 +147,7 @@ class AllInOne(Assembly):
         if vt.answers:
             heads["answer"] = ClassifierHead(D, len(vt.answers), vt.classifier)
         if vt.matching:
-            heads["match"] = rank_head(D) if vt.retrieval == "rank" else ClassifierHead(D, 1, "vqav2")
+            heads["match"] = authors_init(nn.Linear(D, 1)) if vt.retrieval == "rank" else ClassifierHead(D, 1, "vqav2")
         if config.head.n_outputs:
             heads["classify"] = ClassifierHead(D, config.head.n_outputs, vt.classifier)
         if not heads:
@@ -156,9 +155,7 @@ class AllInOne(Assembly):
                               "mmadapt.build_model fills them from the tasks)")
         trained["heads"] = nn.ModuleDict(heads)
         if vt.pooling == "pooler":  # the authors' init (objectives.init_weights): N(0, 0.02), zero bias
-            trained["pooler"] = nn.Linear(D, D)
-            nn.init.normal_(trained["pooler"].weight, std=0.02)
-            nn.init.zeros_(trained["pooler"].bias)
+            trained["pooler"] = authors_init(nn.Linear(D, D))
         trained.update(self._encoder_training(vt, encoder))
         self.trained = nn.ModuleDict(trained)
         self.adapter = adapter

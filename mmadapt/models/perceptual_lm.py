@@ -308,16 +308,16 @@ class PerceptualLM(Assembly):
         recomputed step in leaky mode). ``max_length`` also caps the new tokens at ``max_length`` minus the
         batch's padded prompt length (its start token included), as Hugging Face ``generate`` counts."""
         tok = self.lm.tokenizer
+        text = self.tokenize(prefix)
+        if max_length is not None:
+            max_new_tokens = max(0, min(max_new_tokens, max_length - text.ids.shape[1]))
+        B = len(prefix)
+        if max_new_tokens == 0:  # nothing to generate: no perception, no prefill
+            return [""] * B
         with self._lm_eval():
             tokens = self._perception(pixel_values.to(self.device))
-            text = self.tokenize(prefix)
-            if max_length is not None:
-                max_new_tokens = max(0, min(max_new_tokens, max_length - text.ids.shape[1]))
             logprobs, decoder = self._decoder(text, tokens)
-            B = len(prefix)
             eos = tok.eos_token_id
-            if max_new_tokens == 0:
-                return [""] * B
             if num_beams > 1:
                 return self._beam_search(logprobs, decoder, B, num_beams, max_new_tokens, length_penalty)
             out = torch.full((B, 0), eos, dtype=torch.long, device=self.device)

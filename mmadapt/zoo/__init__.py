@@ -18,8 +18,9 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+import torch
+
 from mmadapt.zoo.cache import cache_root, deep_merge, get_or_build, read_manifest
-from mmadapt.zoo.pretrain import resolve_autocast
 
 ZOO_PREFIX = "zoo:"
 
@@ -55,10 +56,24 @@ def _module(name: str):
 def zoo_spec(name: str, spec_overrides: dict | None = None, *, quick: bool = False) -> dict:
     """The build spec of ``name``: its default, with the quick test overrides if ``quick``, then
     ``spec_overrides`` (nested dicts merged; unknown keys refused), with ``train.bf16_autocast: "auto"``
-    resolved for this CPU (:func:`~mmadapt.zoo.pretrain.resolve_autocast`)."""
+    resolved for this CPU (:func:`resolve_autocast`)."""
     mod = _module(name)
     spec = deep_merge(mod.DEFAULT_SPEC, mod.QUICK_OVERRIDES) if quick else mod.DEFAULT_SPEC
     return resolve_autocast(deep_merge(spec, spec_overrides))
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bf16 matmuls natively (oneDNN's own check: AVX512-BF16 or AMX)."""
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def resolve_autocast(spec: dict) -> dict:
+    """``spec`` with ``train.bf16_autocast: "auto"`` replaced by :func:`native_bf16` (other values as given):
+    emulated bf16 makes a build ~15× slower than fp32 (see :mod:`mmadapt.zoo.pretrain`)."""
+    train = spec.get("train", {})
+    if train.get("bf16_autocast") != "auto":
+        return spec
+    return {**spec, "train": {**train, "bf16_autocast": native_bf16()}}
 
 
 def build_entry(name: str, *, root: str | Path | None = None, spec_overrides: dict | None = None,

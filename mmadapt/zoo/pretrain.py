@@ -4,7 +4,7 @@ then cosine, optional bf16 autocast, gradient clipping.
 bf16 autocast pays only on a CPU that computes bf16 natively (AVX512-BF16 / AMX: 2× faster than fp32 there);
 on one without (AVX2 only), PyTorch emulates it and a build step is ~15× *slower* than fp32 (measured:
 ``zoo:tiny-vit``, 7 s vs 0.5 s a step). The builders' specs therefore say ``"bf16_autocast": "auto"``, which
-:func:`resolve_autocast` turns into ``True`` or ``False`` for this machine before the spec is hashed, so the
+:func:`mmadapt.zoo.zoo_spec` turns into ``True`` or ``False`` for this machine before the spec is hashed, so the
 cache entry, its manifest and its weights say which one built them."""
 
 from __future__ import annotations
@@ -16,19 +16,6 @@ import torch
 from tqdm.auto import tqdm
 
 from mmadapt.training.schedule import cosine_with_warmup
-
-
-def native_bf16() -> bool:
-    """Whether this CPU computes bf16 matmuls natively (oneDNN's own check: AVX512-BF16 or AMX)."""
-    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
-def resolve_autocast(spec: dict) -> dict:
-    """``spec`` with ``train.bf16_autocast: "auto"`` replaced by :func:`native_bf16` (other values as given)."""
-    train = spec.get("train", {})
-    if train.get("bf16_autocast") != "auto":
-        return spec
-    return {**spec, "train": {**train, "bf16_autocast": native_bf16()}}
 
 
 def autocast(train_spec: dict):
