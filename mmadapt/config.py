@@ -360,6 +360,9 @@ class TrainConfig:
     feature_cache: str | None = None
 
     def validate(self) -> None:
+        if self.num_workers != 0:  # refused rather than silently ignored until DataLoader workers exist
+            raise ConfigError(f"num_workers: background data loading is not implemented yet; the trainer reads "
+                              f"data in its own process, so only 0 is accepted (got {self.num_workers})")
         if self.max_nonfinite_steps < 1:
             raise ConfigError(f"max_nonfinite_steps: expected a positive integer, got {self.max_nonfinite_steps}")
         if self.autocast != "none" and self.precision != "fp32":

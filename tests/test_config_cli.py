@@ -70,6 +70,7 @@ def test_overrides_are_typed_and_nested(tmp_path):
     ("model.adapter.rank=8", "model.adapter.rank: unknown key"),
     ("model.adapter.name=nope", "model.adapter.name: no adapter named 'nope'"),
     ("tasks.vqa.train.format=parquet", "tasks.vqa.train.format: expected one of"),
+    ("train.num_workers=4", "train.num_workers: background data loading is not implemented yet"),
 ])
 def test_bad_keys_name_the_key(tmp_path, override, message):
     recipe = write_recipe(tmp_path, BASE)
