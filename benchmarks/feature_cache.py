@@ -76,7 +76,7 @@ def _run(args, work: Path) -> dict:
 
     from epalm_step import build_model
     from mmadapt.api import build_tasks, training_examples
-    from mmadapt.data.synthetic import write_scenes_dataset
+    from mmadapt.data.synthetic.scenes import write_scenes_dataset
     from mmadapt.training.feature_cache import attach_feature_cache, cache_training_features
 
     if args.threads:

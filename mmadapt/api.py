@@ -24,7 +24,7 @@ from mmadapt import registry
 from mmadapt.config import Config
 from mmadapt.errors import ConfigError
 from mmadapt.models.base import Assembly
-from mmadapt.tasks.base import Task
+from mmadapt.tasks.base import Task, merge_label_spaces
 from mmadapt.training.data import mixture
 
 
@@ -52,70 +52,21 @@ def build_tasks(config: Config) -> dict[str, Task]:
 def build_model(config: Config, tasks: dict[str, Task] | None = None) -> Assembly:
     """Load the frozen backbones and build the trained parts named in ``config.model``.
 
-    For an ``adapted_encoder`` whose ``model.head.n_outputs`` is not set, the (single) task's training data
-    give the classes; they are written into ``config.model.head`` so that ``save_pretrained`` keeps them.
-    A ``dense_multitask`` model's segmentation tasks get their class names from the dense task's data.
-    Likewise a tabular tokenizer without ``numeric_mean`` / ``numeric_std`` gets them from the training table.
+    Heads the config leaves open are sized by the data: the tasks' splits give a label space (an
+    ``adapted_encoder``'s classes or a regression output and a table's statistics, a ``dense_multitask``
+    model's segmentation classes, an ``all_in_one`` model's answer vocabulary, matching head and classes),
+    which the model keeps in its own config (``model.config``, saved by ``save_pretrained``);
+    ``config.model`` is not changed.
     """
     model_cfg = config.model
     if model_cfg.assembly == "perceptual_lm" and model_cfg.adapter is None:
         raise ConfigError("model.adapter: missing (e.g. model.adapter.name=epalm)")
-    if model_cfg.assembly == "adapted_encoder" and model_cfg.head.n_outputs is None:
-        tasks = tasks or build_tasks(config)
-        if len(tasks) != 1:
-            raise ConfigError(f"tasks: an adapted_encoder has one head, so one task (got {', '.join(tasks)})")
-        (task,) = tasks.values()
-        if not hasattr(task, "n_outputs"):
-            raise ConfigError(f"tasks.{task.key}: an adapted_encoder needs a classification or regression task")
-        model_cfg.head.n_outputs = task.n_outputs()
-        if task.name == "classification":
-            model_cfg.head.classes = task.classes()
-        if model_cfg.head.name == "classification" and task.name == "regression":
-            model_cfg.head.name = "regression"
-    tok = getattr(model_cfg, "tokenizer", None)
-    if model_cfg.assembly == "adapted_encoder" and getattr(tok, "name", None) == "tabular" and tok.numeric \
-            and tok.numeric_mean is None and tok.numeric_std is None:
-        tasks = tasks or build_tasks(config)
-        (task,) = tasks.values()
-        tok.numeric_mean, tok.numeric_std = task.numeric_statistics()
-    if model_cfg.assembly == "dense_multitask":
-        missing = [n for n, t in model_cfg.dense.tasks.items() if t.kind == "segmentation" and not t.classes]
-        if missing:
-            tasks = tasks or build_tasks(config)
-            dense = [t for t in tasks.values() if t.name == "dense"]
-            if len(dense) != 1:
-                raise ConfigError("tasks: a dense_multitask model reads its classes from one dense task "
-                                  f"(got {', '.join(tasks) or 'none'}); or set model.dense.tasks.<name>.classes")
-            for name in missing:
-                model_cfg.dense.tasks[name].classes = dense[0].class_names(name)
-    if model_cfg.assembly == "all_in_one":
-        _all_in_one_heads(model_cfg, tasks or build_tasks(config))
     assembly = registry.get("assemblies", model_cfg.assembly)
+    label_space = None
+    if assembly.needs_label_space(model_cfg):
+        label_space = merge_label_spaces(tasks or build_tasks(config))
     torch.manual_seed(config.train.seed)  # the trained parts' initialisation is part of the run's seed
-    return assembly.from_config(model_cfg)
-
-
-def _all_in_one_heads(model_cfg, tasks: dict[str, Task]) -> None:
-    """An ``all_in_one`` model's heads from its tasks: the video QA answer vocabulary (training answers), a
-    matching head for retrieval, video classes for classification (at most one task of each kind)."""
-    vt = model_cfg.video_text
-    kinds: dict[str, list[Task]] = {}
-    for task in tasks.values():
-        kinds.setdefault(task.name, []).append(task)
-    unknown = set(kinds) - {"vqa", "retrieval", "classification"}
-    if unknown:
-        raise ConfigError(f"tasks: an all_in_one model does video QA, retrieval and classification, not "
-                          f"{', '.join(sorted(unknown))}")
-    for kind, found in kinds.items():
-        if len(found) > 1:
-            raise ConfigError(f"tasks: an all_in_one model has one {kind} head ({', '.join(t.key for t in found)})")
-    if "vqa" in kinds and not vt.answers:
-        vt.answers = kinds["vqa"][0].candidates()
-    if "retrieval" in kinds:
-        vt.matching = True
-    if "classification" in kinds and model_cfg.head.n_outputs is None:
-        model_cfg.head.classes = kinds["classification"][0].classes()
-        model_cfg.head.n_outputs = len(model_cfg.head.classes)
+    return assembly.from_config(model_cfg, label_space)
 
 
 def training_examples(config: Config, tasks: dict[str, Task] | None = None) -> list:

@@ -141,7 +141,7 @@ def _info(as_json: bool) -> int:
     from mmadapt.zoo import zoo_names
 
     cat = registry.catalogue()
-    listing = {k: cat[k] for k in ("tokenizers", "backbones", "adapters", "heads", "tasks")}
+    listing = {k: cat[k] for k in ("tokenizers", "backbones", "adapters", "heads", "tasks", "datasets")}
     if as_json:
         print(json.dumps(listing))
         return 0

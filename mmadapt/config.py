@@ -244,64 +244,20 @@ class ModelConfig:
 
 @dataclass
 class DatasetConfig:
-    """Where a split's files are. ``format`` says how to read them.
+    """Where a split's files are: the base of every dataset format's own config.
 
-    - ``vqa_v2``: ``questions`` (+ ``annotations``) JSON in the official VQA v2 format, images under
-      ``image_root`` named by ``image_template`` (default: COCO's ``COCO_{data_subtype}_{image_id:012d}.jpg``).
-    - ``coco_captions``: ``annotations`` = COCO captions JSON, images under ``image_root``.
-    - ``karpathy``: ``annotations`` = Karpathy's ``dataset_coco.json``, ``split`` picks train/val/test.
-    - ``synthetic_scenes``: the generated scenes set under ``root`` (written if missing), ``split`` and
-      ``n_images`` choose the part; ``seed`` makes it reproducible.
-    - ``msrvtt_qa`` (video QA; MSVD-QA too): ``questions`` = the JSON list of {id, video_id, question, answer},
-      videos under ``image_root`` named by ``image_template`` (default ``video{video_id}.mp4``).
-    - ``audiocaps``: ``annotations`` = an AudioCaps CSV, audio under ``image_root`` named by
-      ``image_template`` (default ``{youtube_id}.wav``).
-    - ``synthetic_videoqa`` / ``synthetic_audiocaps``: generated clips with questions / captions in those
-      formats under ``root`` (``split``, ``n_samples``, ``seed``).
-    - ``manifest`` (classification / regression): ``annotations`` = a JSON-lines file, one
-      ``{"path": ..., "label": ...}`` per sample (paths relative to the manifest's folder, or to ``root``).
-    - ``table``: ``annotations`` = a CSV or Parquet file, one sample per row; the label is the task's
-      ``label_key`` column, the feature columns come from the tabular tokenizer's schema.
-    - ``synthetic_images`` / ``_video`` / ``_audio`` / ``_points`` / ``_tabular`` / ``_graph``: the generated set of that
-      modality under ``root`` (written if missing), ``split``, ``n_samples``, ``seed``.
-    - ``sklearn_table``: a real table that ships inside scikit-learn (``name``: wine, breast_cancer, iris),
-      written as CSV under ``root``; ``split`` train / val is a stratified 75 / 25 split chosen by ``seed``.
-    - ``modelnet40`` (point clouds): ``root`` = the official dataset folder, either Princeton's ``ModelNet40/``
-      (``<class>/<train|test>/*.off``) or Pointnet++'s ``modelnet40_normal_resampled/`` (``<name>_shape_names.txt``,
-      ``<name>_<split>.txt``, ``<class>/<id>.txt``; ``name``: modelnet40 (default) or modelnet10); ``split``
-      train / test. The layout is detected from the files.
-    - ``scanobjectnn``: ``annotations`` = a ScanObjectNN ``.h5`` file (``data`` [N, 2048, 3], ``label`` [N];
-      e.g. ``main_split/training_objectdataset_augmentedrot_scale75.h5``); labels are the 15 class names.
-    - ``pascal_context`` (dense multi-task): ``root`` = the PASCAL-Context multi-task layout (``JPEGImages/``,
-      ``semseg/pascal-context/``, ``human_parts/``, ``sal_distill/``, ``normals_distill/``,
-      ``ImageSets/Context/<split>.txt``); ``split`` train / val.
-    - ``synthetic_dense``: generated scenes with exact labels for every dense task, written in that same
-      layout under ``root`` (``split``, ``n_samples``, ``seed``).
-    - ``msrvtt_retrieval`` (video–text retrieval): ``annotations`` = MSR-VTT's caption file, either a CSV with
-      ``video_id`` and ``sentence`` columns (the 1k-A test split, ``MSRVTT_JSFUSION_test.csv``) or the
-      ``MSRVTT_data.json`` layout (``sentences``: [{video_id, caption}]); videos under ``image_root`` named by
-      ``image_template`` (default ``{video_id}.mp4``).
-    - ``synthetic_video_text``: generated clips of named-colour shapes moving in a direction, one caption each
-      ("a red disc moves up ."), written in the ``msrvtt_retrieval`` CSV layout under ``root`` (``split``,
-      ``n_samples``, ``seed``); captions are unique within a split when ``n_samples`` ≤ 60.
+    ``format`` picks a registered format (``mmadapt info`` lists them; each is one file under
+    :mod:`mmadapt.data.formats` or :mod:`mmadapt.data.synthetic`), whose config dataclass — this class plus
+    the format's own keys — then validates the other keys, as ``model.adapter.name`` picks an adapter's
+    config. ``limit`` keeps only the first ``limit`` samples (every format has it).
     """
 
-    format: Literal["vqa_v2", "coco_captions", "karpathy", "synthetic_scenes", "msrvtt_qa", "audiocaps",
-                    "synthetic_videoqa", "synthetic_audiocaps", "manifest", "table",
-                    "synthetic_images", "synthetic_video", "synthetic_audio", "synthetic_points", "synthetic_tabular",
-                    "synthetic_graph", "sklearn_table", "modelnet40", "scanobjectnn", "pascal_context",
-                    "synthetic_dense", "msrvtt_retrieval", "synthetic_video_text"] = "vqa_v2"
-    name: str | None = None  # sklearn_table: which bundled table; modelnet40: modelnet40 / modelnet10
-    questions: str | None = None
-    annotations: str | None = None
-    image_root: str | None = None
-    image_template: str | None = None
-    root: str | None = None
-    split: str | None = None
-    n_images: int | None = None
-    n_samples: int | None = None
-    seed: int = 0
+    format: str = "vqa_v2"
     limit: int | None = None  # use only the first `limit` samples
+
+    def validate(self) -> None:
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"limit: expected a positive integer, got {self.limit}")
 
 
 @dataclass
@@ -456,6 +412,8 @@ def _deepcopy(x: Any) -> Any:
 def _build(tp: Any, value: Any, path: str) -> Any:
     """Check ``value`` against the type ``tp`` and build dataclasses; errors name the dotted ``path``."""
     origin = typing.get_origin(tp)
+    if tp is DatasetConfig:
+        return build_dataset_config(value, path)
     if dataclasses.is_dataclass(tp):
         if value is None:  # an empty section ("model:" alone) is its defaults, validated like any other
             value = {}
@@ -557,6 +515,28 @@ def _build_adapter(value: Any, path: str) -> Any:
         return value
     adapter_cls = _registered("adapters", value, path, "epalm")
     return _build(adapter_cls.config_class, value, path)
+
+
+def build_dataset_config(value: Any, path: str) -> DatasetConfig:
+    """A dataset section: ``format`` (default ``vqa_v2``) picks the registered format whose config dataclass
+    validates the other keys."""
+    if isinstance(value, DatasetConfig):
+        return value
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: expected a mapping with a format, got {type(value).__name__}")
+    name = value.get("format", DatasetConfig.format)
+    if not isinstance(name, str):
+        raise ConfigError(f"{_join(path, 'format')}: expected a dataset format name (a string), got {name!r}")
+    from mmadapt import registry
+
+    try:
+        fmt = registry.get("datasets", name)
+    except KeyError:
+        known = registry.names("datasets")
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"{_join(path, 'format')}: expected one of {known}, got {name!r}{hint}") from None
+    return _build(fmt.config_class, {**value, "format": name}, path)
 
 
 def _registered(kind: str, value: Any, path: str, example: str) -> Any:

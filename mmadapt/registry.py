@@ -1,4 +1,5 @@
-"""One small registry for every kind of part: tokenizers, backbones, adapters, heads, tasks, assemblies.
+"""One small registry for every kind of part: tokenizers, backbones, adapters, heads, tasks, assemblies and
+dataset formats.
 
 Parts register themselves with a decorator at import time::
 
@@ -14,7 +15,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-KINDS = ("tokenizers", "backbones", "adapters", "heads", "tasks", "assemblies")
+KINDS = ("tokenizers", "backbones", "adapters", "heads", "tasks", "assemblies", "datasets")
 _REGISTRY: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
 
 # Modules whose import registers the built-in parts; imported lazily so `import mmadapt` stays light.
@@ -25,6 +26,8 @@ _BUILTIN_MODULES = (
     "mmadapt.heads",
     "mmadapt.tasks",
     "mmadapt.models",
+    "mmadapt.data.formats",
+    "mmadapt.data.synthetic",
 )
 _loaded = False
 

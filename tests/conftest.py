@@ -16,7 +16,7 @@ from tiny import make_model, tiny_config  # noqa: E402
 
 @pytest.fixture(scope="session")
 def scenes_root(tmp_path_factory) -> Path:
-    from mmadapt.data.synthetic import write_scenes_dataset
+    from mmadapt.data.synthetic.scenes import write_scenes_dataset
 
     root = tmp_path_factory.mktemp("scenes")
     write_scenes_dataset(root, "train", 24, seed=0, image_size=32)

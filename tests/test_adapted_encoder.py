@@ -76,7 +76,7 @@ def test_trains_only_tokenizer_and_head_and_learns_the_images(encoder_dir, image
     cfg = _config(encoder_dir, image_root, tmp_path / "run")
     model = mmadapt.build_model(cfg)
     assert isinstance(model, mmadapt.AdaptedEncoder)
-    assert cfg.model.head.classes == ["blue", "green", "red"] and cfg.model.head.n_outputs == 3
+    assert model.config.head.classes == ["blue", "green", "red"] and model.config.head.n_outputs == 3
     frozen = {k: v.clone() for k, v in model.encoder.state_dict().items()}
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and all(n.startswith("trained.") for n in trainable)
@@ -114,7 +114,7 @@ def test_save_load_gives_identical_predictions_and_bad_eval_samples_are_reported
     again = Assembly.from_pretrained(tmp_path / "adapter")
     assert isinstance(again, mmadapt.AdaptedEncoder) and again.config.head.classes == ["blue", "green", "red"]
     sources = [str(image_root / "val" / f"{i}.png") for i in range(5)]
-    _, inputs, _ = model.collate(sources)
+    _, inputs, _ = model.load_batch(sources)
     model.eval(), again.eval()
     torch.testing.assert_close(model.predict(**inputs), again.predict(**inputs), rtol=0, atol=0)
 

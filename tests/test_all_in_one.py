@@ -11,7 +11,7 @@ import torch
 import mmadapt
 from mmadapt.adapters.token_rolling import TokenRolling, TokenRollingConfig, roll_tokens
 from mmadapt.config import Config
-from mmadapt.data.synthetic_video_text import COLOURS, CYCLES, write_video_text_dataset
+from mmadapt.data.synthetic.video_text import COLOURS, CYCLES, write_video_text_dataset
 from mmadapt.errors import ConfigError
 from mmadapt.eval.retrieval_metric import chance_metrics, retrieval_metrics
 from mmadapt.models.all_in_one import AllInOne

@@ -40,8 +40,8 @@ def _recipe(root, adapter=None, steps: int = 2, tasks=("vqa",), **video_text) ->
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
-    from mmadapt.data.generated import ensure_generated
-    from mmadapt.data.synthetic_video_text import write_video_text_dataset
+    from mmadapt.data.synthetic.generated import ensure_generated
+    from mmadapt.data.synthetic.video_text import write_video_text_dataset
 
     from tiny import tiny_vit, word_tokenizer
 

@@ -14,7 +14,7 @@ import torch
 
 from mmadapt import zoo
 from mmadapt.backbones.audio import HFAST
-from mmadapt.data.synthetic_audio import CLASSES, synthesize
+from mmadapt.data.synthetic.audio import CLASSES, synthesize
 from mmadapt.errors import DataError
 from mmadapt.io.audio import write_audio
 from mmadapt.zoo import cache, tiny_ast

@@ -23,7 +23,8 @@ from tiny import make_model, tiny_config
 os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "mmadapt" / "torch_extensions"))
 
 import mmadapt  # noqa: E402
-from mmadapt.config import Config, DatasetConfig, TaskConfig  # noqa: E402
+from mmadapt.config import Config, TaskConfig  # noqa: E402
+from mmadapt.data.split import make_dataset  # noqa: E402
 from mmadapt.errors import MMAdaptError  # noqa: E402
 
 CORPUS_DIR = Path(__file__).parent / "data" / "bad"
@@ -35,10 +36,11 @@ CORPUS = {bad.name: bad for bad in make_corpus.CORPUS}
 
 def _loaders(folder: Path) -> dict:
     """Loader name (the corpus's ``loader`` column) → a call that reads one file as a user would."""
-    from mmadapt.data.audiocaps import load_audiocaps
-    from mmadapt.data.coco_captions import load_coco_captions, load_karpathy
-    from mmadapt.data.video_qa import load_video_qa
-    from mmadapt.data.vqa_v2 import load_vqa, load_vqa_results
+    from mmadapt.data.formats.audiocaps import load_audiocaps
+    from mmadapt.data.formats.coco_captions import load_coco_captions
+    from mmadapt.data.formats.karpathy import load_karpathy
+    from mmadapt.data.formats.msrvtt_qa import load_video_qa
+    from mmadapt.data.formats.vqa_v2 import load_vqa, load_vqa_results
     from mmadapt.eval.caption_metric import score_caption_files
     from mmadapt.eval.vqa_metric import score_vqa_files
     from mmadapt.io.audio import load_audio
@@ -48,10 +50,10 @@ def _loaders(folder: Path) -> dict:
     from mmadapt.io.table import TableSchema, load_table
     from mmadapt.io.video import load_video
     from mmadapt.tasks.classification import ClassificationTask
-    from mmadapt.tasks.retrieval import read_captions
+    from mmadapt.data.formats.msrvtt_retrieval import read_captions
 
     def manifest(path):
-        task = ClassificationTask("cls", TaskConfig(train=DatasetConfig(format="manifest", annotations=path)))
+        task = ClassificationTask("cls", TaskConfig(train=make_dataset("manifest", annotations=path)))
         return task.records("train")
 
     ok = {name: str(folder / name) for name in make_corpus.COMPANIONS}
@@ -156,7 +158,7 @@ def test_a_missing_results_file_is_a_format_error_naming_it(score, tmp_path):
 
 # ----------------------------------------------------------------------------- runs that meet bad samples
 def _vqa_v2_split(scenes_root: Path, split: str, image_root: Path, **extra) -> dict:
-    from mmadapt.data.synthetic import read_manifest
+    from mmadapt.data.synthetic.scenes import read_manifest
 
     entry = read_manifest(scenes_root)["splits"][split]
     return {"format": "vqa_v2", "questions": str(scenes_root / entry["files"]["questions"]),
@@ -235,7 +237,7 @@ def test_classification_eval_records_bad_clips_and_carries_on(fmt, encoder_dir, 
     label = good[0]["label"]
     (data / "eval.jsonl").write_text("".join(json.dumps(row) + "\n" for row in
                                              [good[0], *({"path": n, "label": label} for n in bad), good[1]]))
-    cfg.tasks["classification"].eval = DatasetConfig(format="manifest", annotations=str(data / "eval.jsonl"))
+    cfg.tasks["classification"].eval = make_dataset("manifest", annotations=str(data / "eval.jsonl"))
     scores = mmadapt.evaluate(model, cfg, out_dir=tmp_path / "eval")["classification"]
 
     assert scores["n_scored"] == 2 and scores["n_errors"] == len(bad)

@@ -93,7 +93,7 @@ def test_cli_bad_key_fails_before_any_weights_load(tmp_path, monkeypatch, capsys
 
 def vqa_v2_split(scenes_root, split) -> dict:
     """The synthetic split as a plain `vqa_v2` dataset config (files, image root, template)."""
-    from mmadapt.data.synthetic import read_manifest
+    from mmadapt.data.synthetic.scenes import read_manifest
 
     entry = read_manifest(scenes_root)["splits"][split]
     return {"format": "vqa_v2", "questions": str(scenes_root / entry["files"]["questions"]),
@@ -140,7 +140,9 @@ def test_info_json_lists_the_registry():
     out = subprocess.run([sys.executable, "-m", "mmadapt.cli", "info", "--json"], capture_output=True, text=True,
                          check=True).stdout
     info = json.loads(out)
-    assert set(info) == {"tokenizers", "backbones", "adapters", "heads", "tasks"}
+    assert set(info) == {"tokenizers", "backbones", "adapters", "heads", "tasks", "datasets"}
+    assert {"vqa_v2", "coco_captions", "llava", "manifest", "synthetic_scenes", "pascal_context"} <= set(info["datasets"])
+    assert len(info["datasets"]) == 24
     assert {"image", "text"} <= set(info["tokenizers"])
     assert {"hf_causal_lm", "hf_vit", "hf_clip_vision", "open_clip"} <= set(info["backbones"])
     assert "epalm" in info["adapters"] and {"vqa", "caption"} <= set(info["tasks"])

@@ -12,15 +12,15 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from mmadapt.data.coco_captions import (
+from mmadapt.data.datasets import CaptionDataset, VQADataset, collate_as_lists
+from mmadapt.data.formats.coco_captions import (
     CaptionSample,
     load_caption_results,
     load_coco_captions,
-    load_karpathy,
     write_caption_results,
 )
-from mmadapt.data.datasets import CaptionDataset, VQADataset, collate_as_lists
-from mmadapt.data.vqa_v2 import VQASample, load_vqa, load_vqa_results, write_vqa_results
+from mmadapt.data.formats.karpathy import load_karpathy
+from mmadapt.data.formats.vqa_v2 import VQASample, load_vqa, load_vqa_results, write_vqa_results
 from mmadapt.errors import ConfigError, DataError
 
 # --------------------------------------------------------------------------------------------- fixtures

@@ -12,7 +12,7 @@ import scipy.io
 from PIL import Image
 from scipy import ndimage
 
-from mmadapt.data.pascal_context import (
+from mmadapt.data.formats.pascal_context import (
     PASCAL_PARTS_CLASSES,
     PASCAL_SEMSEG_CLASSES,
     TASK_DIRS,
@@ -25,7 +25,7 @@ from mmadapt.data.pascal_context import (
     load_dense_labels,
     read_dense_split,
 )
-from mmadapt.data.synthetic_dense import (
+from mmadapt.data.synthetic.dense import (
     PARTS_CLASSES,
     SEMSEG_CLASSES,
     SHAPES,

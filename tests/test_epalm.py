@@ -10,7 +10,7 @@ from tiny import brute_force_rank, make_model, tiny_lm, tiny_vit
 
 from mmadapt.adapters.epalm import EPALM, EPALMConfig
 from mmadapt.config import ModelConfig
-from mmadapt.data.scenes import render_scene, sample_scene
+from mmadapt.data.synthetic.scene_world import render_scene, sample_scene
 from mmadapt.errors import ConfigError
 from mmadapt.models.perceptual_lm import PerceptualLM
 

@@ -17,7 +17,7 @@ from mmadapt.adapters.epalm import EPALM, EPALMConfig
 from mmadapt.adapters.epalm.model import SoftPrompt
 from mmadapt.backbones.lm import CausalLM
 from mmadapt.config import Config, ModelConfig
-from mmadapt.data.scenes import render_scene, sample_scene
+from mmadapt.data.synthetic.scene_world import render_scene, sample_scene
 from mmadapt.errors import ConfigError
 from mmadapt.models.perceptual_lm import PerceptualLM
 
@@ -365,7 +365,7 @@ def test_a_tokenizer_without_bos_gets_one_and_an_empty_prompt_works():
 def test_sampled_training_answers_follow_the_authors_soft_scores():
     from collections import Counter
 
-    from mmadapt.data.vqa_v2 import VQASample
+    from mmadapt.data.formats.vqa_v2 import VQASample
     from mmadapt.tasks.vqa import answer_choices
     from mmadapt.training.data import Example, draw_target
 

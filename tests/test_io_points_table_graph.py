@@ -15,18 +15,12 @@ import pytest
 import torch
 from sklearn.datasets import load_wine
 
-from mmadapt.data.synthetic_graph import CLASSES as GRAPH_CLASSES
-from mmadapt.data.synthetic_graph import write_graph_dataset
-from mmadapt.data.synthetic_points import CLASSES as SHAPE_CLASSES
-from mmadapt.data.synthetic_points import write_point_cloud_dataset
-from mmadapt.data.synthetic_tabular import (
-    COLOURS,
-    SIZES,
-    sklearn_table_schema,
-    tabular_schema,
-    write_sklearn_table,
-    write_tabular_dataset,
-)
+from mmadapt.data.synthetic.graph import CLASSES as GRAPH_CLASSES
+from mmadapt.data.synthetic.graph import write_graph_dataset
+from mmadapt.data.synthetic.points import CLASSES as SHAPE_CLASSES
+from mmadapt.data.synthetic.points import write_point_cloud_dataset
+from mmadapt.data.formats.sklearn_table import sklearn_table_schema, write_sklearn_table
+from mmadapt.data.synthetic.tabular import COLOURS, SIZES, tabular_schema, write_tabular_dataset
 from mmadapt.errors import ConfigError, DataError
 from mmadapt.io.graph import Graph, from_networkx, load_graph, structural_encodings
 from mmadapt.io.point_cloud import load_h5_point_clouds, load_point_cloud, write_off, write_ply

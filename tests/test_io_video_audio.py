@@ -18,8 +18,9 @@ import pytest
 import soundfile
 import torch
 
-from mmadapt.data import synthetic_audio, synthetic_video
-from mmadapt.data.synthetic_video import DIRECTIONS, MovingShape, render_clip, sample_moving_shape
+from mmadapt.data.synthetic import audio as synthetic_audio
+from mmadapt.data.synthetic import video as synthetic_video
+from mmadapt.data.synthetic.video import DIRECTIONS, MovingShape, render_clip, sample_moving_shape
 from mmadapt.errors import ConfigError, DataError
 from mmadapt.io.audio import audio_features, load_audio, write_audio
 from mmadapt.io.video import frame_indices, load_video, write_video

@@ -19,7 +19,7 @@ from mmadapt.adapters.llava import LLaVAProjector, LLaVAProjectorConfig
 from mmadapt.adapters.lora import LoRAConfig
 from mmadapt.backbones.vision import HFCLIPVision, OpenCLIPViT
 from mmadapt.config import Config, ModelConfig
-from mmadapt.data.scenes import render_scene, sample_scene
+from mmadapt.data.synthetic.scene_world import render_scene, sample_scene
 from mmadapt.errors import ConfigError
 from mmadapt.models.perceptual_lm import PerceptualLM
 

@@ -11,8 +11,8 @@ from mmadapt.errors import DataError
 
 
 def test_video_qa_reads_msrvtt_and_msvd_layouts_and_scores_as_exact_match(tmp_path):
-    from mmadapt.data.video_qa import load_video_qa, write_vqa_files
-    from mmadapt.data.vqa_v2 import write_vqa_results
+    from mmadapt.data.formats.msrvtt_qa import load_video_qa, write_vqa_files
+    from mmadapt.data.formats.vqa_v2 import write_vqa_results
     from mmadapt.eval.vqa_metric import score_vqa_files
 
     qa = [{"id": 5, "video_id": 7010, "question": "what is a man doing?", "answer": "cooking"},
@@ -41,7 +41,7 @@ def test_video_qa_reads_msrvtt_and_msvd_layouts_and_scores_as_exact_match(tmp_pa
     ({"not": "a list"}, "expected a non-empty JSON list"),
 ])
 def test_video_qa_errors_name_the_file_and_item(tmp_path, items, message):
-    from mmadapt.data.video_qa import load_video_qa
+    from mmadapt.data.formats.msrvtt_qa import load_video_qa
 
     (tmp_path / "qa.json").write_text(json.dumps(items))
     with pytest.raises(DataError, match=message) as err:
@@ -50,7 +50,7 @@ def test_video_qa_errors_name_the_file_and_item(tmp_path, items, message):
 
 
 def test_audiocaps_groups_the_captions_of_a_clip(tmp_path):
-    from mmadapt.data.audiocaps import load_audiocaps
+    from mmadapt.data.formats.audiocaps import load_audiocaps
 
     rows = [("1", "abc", "30", "a dog barks"), ("2", "abc", "30", "barking"), ("3", "xyz", "0", "rain falls")]
     with open(tmp_path / "val.csv", "w", newline="") as f:
@@ -64,10 +64,10 @@ def test_audiocaps_groups_the_captions_of_a_clip(tmp_path):
 
 
 def test_synthetic_video_qa_and_audio_captions_are_consistent_with_their_clips(tmp_path):
-    from mmadapt.data.audiocaps import load_audiocaps
-    from mmadapt.data.synthetic_media_text import (AUDIO_TEMPLATE, CAPTIONS, VIDEO_TEMPLATE, write_audiocaps_dataset,
+    from mmadapt.data.formats.audiocaps import load_audiocaps
+    from mmadapt.data.synthetic.media_text import (AUDIO_TEMPLATE, CAPTIONS, VIDEO_TEMPLATE, write_audiocaps_dataset,
                                                   write_videoqa_dataset)
-    from mmadapt.data.video_qa import load_video_qa
+    from mmadapt.data.formats.msrvtt_qa import load_video_qa
 
     qa_path = write_videoqa_dataset(tmp_path / "v", "val", 8, seed=0)
     samples = load_video_qa(qa_path, tmp_path / "v", VIDEO_TEMPLATE)
@@ -90,7 +90,7 @@ def test_the_zoo_lm_reads_the_clips_told_in_words_with_the_datasets_questions_an
     audio set's captions, stated as facts the answer can be read from."""
     import random
 
-    from mmadapt.data.synthetic_media_text import CAPTIONS, DIRECTION_QUESTION, SHAPE_QUESTION, SOUND_NAMES
+    from mmadapt.data.synthetic.media_text import CAPTIONS, DIRECTION_QUESTION, SHAPE_QUESTION, SOUND_NAMES
     from mmadapt.errors import ConfigError
     from mmadapt.zoo.tiny_opt import motion_pairs, sound_text, task_example
 

@@ -10,6 +10,8 @@ import json
 import pytest
 import torch
 
+from mmadapt.data.split import make_dataset
+
 TOKENIZERS = {
     "synthetic_images": {"name": "image", "image_size": 32, "patch_size": 8},
     "synthetic_video": {"name": "video", "n_frames": 4, "image_size": 32, "patch_size": 8, "tubelet_size": 2},
@@ -57,7 +59,7 @@ def test_modality_trains_scores_and_reports_a_broken_file(fmt, encoder_dir, tmp_
     frozen = {k: v.clone() for k, v in model.encoder.state_dict().items()}
     result = mmadapt.train(cfg, model=model, evaluate_after=True, quiet=True)
     scores = result.scores["classification"]
-    n_classes = len(cfg.model.head.classes)
+    n_classes = len(model.config.head.classes)
     assert n_classes >= 3 and scores["n_scored"] == 12 and scores["n_errors"] == 0
     assert scores["baselines"]["chance"] == pytest.approx(100 / n_classes, abs=0.01)
     assert 0 <= scores["accuracy"] <= 100
@@ -73,8 +75,7 @@ def test_modality_trains_scores_and_reports_a_broken_file(fmt, encoder_dir, tmp_
     lines = manifest.read_text().splitlines()[:3] + [json.dumps({"path": broken.name, "label": first["label"]})]
     bad_manifest = data / "with_broken.jsonl"
     bad_manifest.write_text("\n".join(lines) + "\n")
-    cfg.tasks["classification"].eval = cfg.tasks["classification"].eval.__class__(
-        format="manifest", annotations=str(bad_manifest))
+    cfg.tasks["classification"].eval = make_dataset("manifest", annotations=str(bad_manifest))
     scores = mmadapt.evaluate(model, cfg, out_dir=tmp_path / "eval")["classification"]
     assert scores["n_scored"] == 3 and scores["n_errors"] == 1
     errors = json.loads((tmp_path / "eval" / "classification_errors.json").read_text())
@@ -108,8 +109,8 @@ def test_a_real_bundled_table_is_learned_with_standardisation_from_the_training_
     with open(tmp_path / "data" / "wine_train.csv", newline="") as f:
         train = np.array([[float(row[c]) for c in columns] for row in csv.DictReader(f)])
     assert len(train) == 133  # 178 rows, 25% of each class held out
-    np.testing.assert_allclose(cfg.model.tokenizer.numeric_mean, train.mean(axis=0), rtol=1e-6)  # float32 table
-    np.testing.assert_allclose(cfg.model.tokenizer.numeric_std, train.std(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(model.config.tokenizer.numeric_mean, train.mean(axis=0), rtol=1e-6)  # float32 table
+    np.testing.assert_allclose(model.config.tokenizer.numeric_std, train.std(axis=0), rtol=1e-5)
     assert model.tokenizer.mean[-1].item() == pytest.approx(train[:, -1].mean(), rel=1e-6)  # proline ~ 750
 
     scores = mmadapt.train(cfg, model=model, evaluate_after=True, quiet=True).scores["classification"]

@@ -7,12 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from mmadapt.data.point_datasets import (
-    SCANOBJECTNN_CLASSES,
-    modelnet_layout,
-    modelnet_records,
-    scanobjectnn_records,
-)
+from mmadapt.data.formats.modelnet40 import modelnet_layout, modelnet_records
+from mmadapt.data.formats.scanobjectnn import SCANOBJECTNN_CLASSES, scanobjectnn_records
 from mmadapt.errors import ConfigError, DataError
 from mmadapt.io.point_cloud import write_off
 

@@ -157,7 +157,7 @@ def swin_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def dense_root(tmp_path_factory):
-    from mmadapt.data.synthetic_dense import write_dense_dataset
+    from mmadapt.data.synthetic.dense import write_dense_dataset
 
     root = tmp_path_factory.mktemp("dense")
     write_dense_dataset(root, "train", 12, seed=0, size=32)
@@ -183,10 +183,10 @@ def dense_config(swin_dir, dense_root, out, adapter="{name: polyhistor, rank: 2,
 
 
 def batch(model, dense_root, n=3):
-    from mmadapt.data.pascal_context import read_dense_split
+    from mmadapt.data.formats.pascal_context import read_dense_split
 
     samples = read_dense_split(dense_root, "val", model.task_names)[:n]
-    _, inputs, errors = model.load_samples(samples)
+    _, inputs, errors = model.load_batch(samples)
     assert not errors
     return inputs
 
@@ -349,7 +349,8 @@ def test_a_bad_eval_image_is_reported_not_fatal(swin_dir, dense_root, tmp_path):
     bad = sorted((root / "JPEGImages").glob("val_*.jpg"))[1]
     bad.write_bytes(bad.read_bytes()[:40])  # truncated
     # read as the PASCAL-Context layout it is written in (format synthetic_dense would regenerate the split)
-    cfg = dense_config(swin_dir, root, tmp_path / "run", extra=["tasks.dense.eval.format=pascal_context"])
+    cfg = dense_config(swin_dir, root, tmp_path / "run",
+                       extra=[f"tasks.dense.eval={{format: pascal_context, root: '{root}', split: val}}"])
     model = mmadapt.build_model(cfg)
     scores = mmadapt.evaluate(model, cfg, quiet=True)["dense"]
     assert scores["n_samples"] == 6 and scores["n_errors"] == 1

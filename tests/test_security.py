@@ -305,7 +305,8 @@ HOW = ["dotdot", "absolute", "symlink"]
 
 @pytest.mark.parametrize("how", HOW)
 def test_a_manifest_path_cannot_leave_the_root(outside, tmp_path, how):
-    from mmadapt.config import DatasetConfig, TaskConfig
+    from mmadapt.config import TaskConfig
+    from mmadapt.data.split import make_dataset
     from mmadapt.tasks.classification import ClassificationTask
 
     root = tmp_path / "root"
@@ -313,7 +314,7 @@ def test_a_manifest_path_cannot_leave_the_root(outside, tmp_path, how):
     (root / "a.png").write_bytes(b"")
     rows = [{"path": "a.png", "label": "x"}, {"path": entry, "label": "x"}]
     manifest = _write(root / "train.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
-    task = ClassificationTask("cls", TaskConfig(train=DatasetConfig(format="manifest", annotations=str(manifest))))
+    task = ClassificationTask("cls", TaskConfig(train=make_dataset("manifest", annotations=str(manifest))))
     with pytest.raises(DataError) as caught:
         task.records("train")
     _assert_refused(caught.value, manifest, entry, root)
@@ -322,7 +323,7 @@ def test_a_manifest_path_cannot_leave_the_root(outside, tmp_path, how):
 
 @pytest.mark.parametrize("how", HOW)
 def test_a_coco_file_name_cannot_leave_the_image_root(outside, tmp_path, how):
-    from mmadapt.data.coco_captions import load_coco_captions
+    from mmadapt.data.formats.coco_captions import load_coco_captions
 
     root = tmp_path / "root"
     entry = _escapes(root, outside)[how]
@@ -334,7 +335,7 @@ def test_a_coco_file_name_cannot_leave_the_image_root(outside, tmp_path, how):
 
 @pytest.mark.parametrize("how", HOW)
 def test_a_karpathy_filepath_cannot_leave_the_image_root(outside, tmp_path, how):
-    from mmadapt.data.coco_captions import load_karpathy
+    from mmadapt.data.formats.karpathy import load_karpathy
 
     root = tmp_path / "root"
     entry = _escapes(root, outside)[how]
@@ -348,7 +349,7 @@ def test_a_karpathy_filepath_cannot_leave_the_image_root(outside, tmp_path, how)
 
 @pytest.mark.parametrize("how", ["dotdot", "absolute"])
 def test_a_vqa_data_subtype_or_template_cannot_leave_the_image_root(outside, tmp_path, how):
-    from mmadapt.data.vqa_v2 import load_vqa
+    from mmadapt.data.formats.vqa_v2 import load_vqa
 
     root = tmp_path / "root"
     folder = os.path.dirname(_escapes(root, outside)[how])
@@ -364,20 +365,20 @@ def test_a_vqa_data_subtype_or_template_cannot_leave_the_image_root(outside, tmp
 
 
 def _video_qa(file: Path, entry: str, root: Path) -> None:
-    from mmadapt.data.video_qa import load_video_qa
+    from mmadapt.data.formats.msrvtt_qa import load_video_qa
 
     load_video_qa(_write(file, [{"id": 0, "video": entry, "question": "what?", "answer": "x"}]), root, "{video}")
 
 
 def _audiocaps(file: Path, entry: str, root: Path) -> None:
-    from mmadapt.data.audiocaps import load_audiocaps
+    from mmadapt.data.formats.audiocaps import load_audiocaps
 
     load_audiocaps(_write(file, f"audiocap_id,youtube_id,start_time,caption\n1,{entry},0,a dog\n"), root,
                    template="{youtube_id}")
 
 
 def _msrvtt(file: Path, entry: str, root: Path) -> None:
-    from mmadapt.tasks.retrieval import read_captions
+    from mmadapt.data.formats.msrvtt_retrieval import read_captions
 
     read_captions(_write(file, f"video_id,sentence\n{entry},a cat\n"), root, "{video_id}")
 
@@ -394,7 +395,7 @@ def test_a_clip_named_through_a_template_cannot_leave_the_root(outside, tmp_path
 
 
 def test_a_modelnet_list_cannot_name_a_cloud_outside_the_dataset(outside, tmp_path):
-    from mmadapt.data.point_datasets import modelnet_records
+    from mmadapt.data.formats.modelnet40 import modelnet_records
 
     root = tmp_path / "root"
     label = os.path.relpath(outside.parent, root)  # "../secret": a "class" named by the shape-names file
@@ -406,7 +407,7 @@ def test_a_modelnet_list_cannot_name_a_cloud_outside_the_dataset(outside, tmp_pa
 
 
 def test_a_dense_split_list_cannot_name_an_image_outside_the_dataset(tmp_path):
-    from mmadapt.data.pascal_context import IMAGE_DIR, SPLIT_DIR, read_dense_split
+    from mmadapt.data.formats.pascal_context import IMAGE_DIR, SPLIT_DIR, read_dense_split
 
     root = tmp_path / "root"
     (root / IMAGE_DIR).mkdir(parents=True)
@@ -418,7 +419,7 @@ def test_a_dense_split_list_cannot_name_an_image_outside_the_dataset(tmp_path):
 
 
 def test_a_tampered_scenes_manifest_cannot_point_outside_the_root(scenes_root, tmp_path):
-    from mmadapt.data.synthetic import load_scenes_vqa
+    from mmadapt.data.synthetic.scenes import load_scenes_vqa
 
     root = tmp_path / "scenes"
     shutil.copytree(scenes_root, root)
@@ -431,7 +432,7 @@ def test_a_tampered_scenes_manifest_cannot_point_outside_the_root(scenes_root, t
 
 
 def test_a_tampered_generation_stamp_is_ignored_not_followed(outside, tmp_path):
-    from mmadapt.data.generated import ensure_generated
+    from mmadapt.data.synthetic.generated import ensure_generated
 
     root = tmp_path / "root"
     written = []
@@ -448,7 +449,7 @@ def test_a_tampered_generation_stamp_is_ignored_not_followed(outside, tmp_path):
 
 
 def test_a_root_that_is_itself_a_symlink_and_plain_subfolders_still_work(tmp_path):
-    from mmadapt.data.coco_captions import load_coco_captions
+    from mmadapt.data.formats.coco_captions import load_coco_captions
 
     real = tmp_path / "disk" / "coco"
     (real / "val2014").mkdir(parents=True)
@@ -463,12 +464,13 @@ def test_a_root_that_is_itself_a_symlink_and_plain_subfolders_still_work(tmp_pat
 
 
 def test_an_absolute_manifest_path_inside_the_root_is_accepted(tmp_path):
-    from mmadapt.config import DatasetConfig, TaskConfig
+    from mmadapt.config import TaskConfig
+    from mmadapt.data.split import make_dataset
     from mmadapt.tasks.classification import ClassificationTask
 
     (tmp_path / "images").mkdir()
     inside = tmp_path / "images" / "a.png"
     manifest = _write(tmp_path / "train.jsonl", json.dumps({"path": str(inside), "label": "x"}) + "\n"
                       + json.dumps({"path": "images/a.png", "label": "y"}) + "\n")
-    task = ClassificationTask("cls", TaskConfig(train=DatasetConfig(format="manifest", annotations=str(manifest))))
+    task = ClassificationTask("cls", TaskConfig(train=make_dataset("manifest", annotations=str(manifest))))
     assert task.records("train") == [(str(inside), "x"), (str(inside), "y")]

@@ -22,7 +22,7 @@ from mmadapt.adapters.lora import LoRAConfig
 from mmadapt.adapters.solo import SOLO, SPECIAL_TOKENS, PatchBatch, SOLOConfig, n_image_tokens, visual_layout
 from mmadapt.adapters.solo.model import PADDING, PATCH, ROW_SEP, VISION_END, VISION_START
 from mmadapt.config import BackboneConfig, Config, ModelConfig
-from mmadapt.data.scenes import render_scene, sample_scene
+from mmadapt.data.synthetic.scene_world import render_scene, sample_scene
 from mmadapt.errors import ConfigError
 from mmadapt.models.perceptual_lm import PerceptualLM
 

@@ -229,7 +229,7 @@ def quick_swin(quick_root) -> Path:
 def test_quick_zoo_build_is_a_loadable_hf_directory(quick_swin, tmp_path):
     from transformers import AutoImageProcessor, SwinModel
 
-    from mmadapt.data.scenes import render_scene, sample_scene
+    from mmadapt.data.synthetic.scene_world import render_scene, sample_scene
 
     assert "zoo:tiny-swin" in zoo.zoo_names()
     model = SwinModel.from_pretrained(quick_swin)
@@ -256,7 +256,7 @@ def test_zoo_name_loads_through_the_resolver(quick_swin, quick_root, monkeypatch
     enc = HFSwin.from_pretrained("zoo:tiny-swin")
     assert enc.identity == "hf_swin:zoo:tiny-swin@main"
     assert (enc.hidden_sizes, enc.strides) == (WIDTHS, [2, 4, 8, 16])
-    from mmadapt.data.scenes import render_scene, sample_scene
+    from mmadapt.data.synthetic.scene_world import render_scene, sample_scene
 
     rng = random.Random(1)
     x = enc.preprocess([render_scene(sample_scene(rng), 64, rng) for _ in range(2)])

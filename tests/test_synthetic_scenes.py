@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from mmadapt.data import scenes
-from mmadapt.data.synthetic import (
+from mmadapt.data.synthetic import scene_world as scenes
+from mmadapt.data.synthetic.scenes import (
     ensure_scenes_dataset,
     load_scenes_captions,
     load_scenes_vqa,

@@ -116,7 +116,7 @@ def test_bad_clips_are_data_errors(encoder):
 
 
 def test_load_reads_an_mp4_into_frames(encoder, tmp_path):
-    from mmadapt.data.synthetic_video import render_clip, sample_moving_shape
+    from mmadapt.data.synthetic.video import render_clip, sample_moving_shape
     from mmadapt.io.video import write_video
 
     clip = sample_moving_shape(np.random.default_rng(0), "moving_right", 48)
@@ -131,7 +131,7 @@ def test_load_reads_an_mp4_into_frames(encoder, tmp_path):
 
 
 def test_a_corrupt_file_is_a_data_error_naming_it(encoder, tmp_path):
-    from mmadapt.data.synthetic_video import render_clip, sample_moving_shape
+    from mmadapt.data.synthetic.video import render_clip, sample_moving_shape
     from mmadapt.errors import DataError
     from mmadapt.io.video import write_video
 

@@ -88,7 +88,7 @@ def test_tiny_vit_loads_with_the_auto_classes(quick_vit):
     from transformers import AutoImageProcessor, ViTModel
 
     from mmadapt.backbones.vision import HFViT
-    from mmadapt.data.scenes import render_scene, sample_scene
+    from mmadapt.data.synthetic.scene_world import render_scene, sample_scene
 
     import random
 

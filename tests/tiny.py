@@ -10,7 +10,7 @@ from transformers import (GPT2Config, GPT2LMHeadModel, OPTConfig, OPTForCausalLM
 
 from mmadapt.backbones.lm import CausalLM
 from mmadapt.backbones.vision import HFViT
-from mmadapt.data.scenes import COLORS, SHAPES
+from mmadapt.data.synthetic.scene_world import COLORS, SHAPES
 
 WORDS = ["question", "answer", "caption", "what", "color", "is", "the", "shape", "object", "how", "many",
          "objects", "are", "there", "on", "left", "or", "right", "a", "small", "large", "and", "top", "bottom",

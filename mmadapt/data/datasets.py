@@ -31,9 +31,9 @@ from typing import Any
 from PIL import Image
 from torch.utils.data import Dataset
 
-from mmadapt.data.coco_captions import CaptionSample
-from mmadapt.data.vqa_v2 import VQASample
-from mmadapt.errors import DataError
+from mmadapt.data.formats.coco_captions import CaptionSample
+from mmadapt.data.formats.vqa_v2 import VQASample
+from mmadapt.io.batch import load_one
 from mmadapt.io.image import load_image
 
 __all__ = ["CaptionDataset", "VQADataset", "collate_as_lists"]
@@ -119,8 +119,7 @@ def collate_as_lists(items: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
 
 def _load(path: Any, transform: ImageTransform | None) -> tuple[Any, str | None]:
     """The (transformed) image at ``path`` and no error, or ``None`` and the one-line reason it failed."""
-    try:
-        image = load_image(path)
-    except DataError as exc:
-        return None, str(exc)
+    image, error = load_one(path, load_image)
+    if error is not None:
+        return None, error
     return (transform(image) if transform is not None else image), None

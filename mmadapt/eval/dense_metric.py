@@ -4,7 +4,7 @@ human parts (mIoU), saliency (max F-measure, mIoU), surface normals (angular err
 
 Every meter takes CPU (or any-device) torch tensors batch by batch with ``update(pred, target)`` and returns
 plain floats from ``compute()``; ``reset()`` starts over. Target conventions are those of
-:func:`mmadapt.data.pascal_context.load_dense_labels`: class maps int ``[B, H, W]`` with 255 = ignore,
+:func:`mmadapt.data.formats.pascal_context.load_dense_labels`: class maps int ``[B, H, W]`` with 255 = ignore,
 saliency ``{0, 1}`` (255 ignored), normals ``[B, H, W, 3]`` unit vectors with ``(0, 0, 0)`` = invalid.
 
 * :class:`SegmentationMeter`: a confusion matrix accumulated with ``bincount``; mIoU over the classes that

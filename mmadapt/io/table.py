@@ -23,6 +23,7 @@ are pandas' defaults (empty field, ``NA``, ``NaN``, ``null``, ...). pandas is im
 
 from __future__ import annotations
 
+import csv
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -138,6 +139,16 @@ class TableData:
 
     def __len__(self) -> int:
         return self.numeric.shape[0]
+
+    def numeric_statistics(self) -> tuple[list[float], list[float]]:
+        """Mean and standard deviation of each numeric column over the values present (an all-missing column
+        gets mean 0; a constant or all-missing one std 1): what the tabular tokenizer standardises with."""
+        x = self.numeric.double()
+        present = ~x.isnan()
+        count = present.sum(dim=0).clamp(min=1)
+        mean = torch.where(present, x, 0.0).sum(dim=0) / count
+        std = (torch.where(present, x - mean, 0.0).square().sum(dim=0) / count).sqrt()
+        return mean.tolist(), torch.where(std > 0, std, 1.0).tolist()
 
 
 def load_table(path: PathLike, schema: TableSchema) -> TableData:
@@ -271,3 +282,16 @@ def _looks_like_regression(series: pd.Series) -> bool:
 
 def _quoted(names: list[str]) -> str:
     return ", ".join(repr(name) for name in names)
+
+
+def write_csv(path: PathLike, header: list[str], rows: list[list[str]]) -> Path:
+    """Write a CSV table via a temporary file and a rename, so a killed writer never leaves half a table."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    os.replace(temporary, path)
+    return path

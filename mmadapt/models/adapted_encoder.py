@@ -20,6 +20,7 @@ Only ``trained_module`` (tokenizer, head and adapter if any) is trained and save
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -29,7 +30,8 @@ from torch import nn
 from mmadapt.backbones.base import TokenEncoder
 from mmadapt.backbones.vision import load_vision_encoder
 from mmadapt.config import ModelConfig
-from mmadapt.errors import ConfigError, DataError
+from mmadapt.errors import ConfigError
+from mmadapt.io.batch import load_each
 from mmadapt.models.base import Assembly
 from mmadapt.registry import get, register
 from mmadapt.tokenizers.base import TokenBatch, Tokenizer
@@ -63,9 +65,42 @@ class AdaptedEncoder(Assembly):
 
     # ------------------------------------------------------------------------------------ construction
     @classmethod
-    def from_config(cls, config: ModelConfig) -> "AdaptedEncoder":
-        """Load the frozen encoder and build fresh trained parts. ``config.head.n_outputs`` must be known
-        (:func:`mmadapt.build_model` reads it from the training data)."""
+    def needs_label_space(cls, config: ModelConfig) -> bool:
+        tok = config.tokenizer
+        return config.head.n_outputs is None or _needs_table_statistics(tok)
+
+    @classmethod
+    def with_labels(cls, config: ModelConfig, space) -> ModelConfig:
+        """A copy of ``config`` with the head sized by the (one) task's label space: its classes (or one
+        output for regression), and the training table's statistics for a tabular tokenizer without them."""
+        config = copy.deepcopy(config)
+        kinds = list(space.tasks.values())
+        if len(kinds) != 1:
+            raise ConfigError(f"tasks: an adapted_encoder has one head, so one task (got {', '.join(space.tasks)})")
+        if kinds[0] not in ("classification", "regression"):
+            raise ConfigError(f"tasks.{next(iter(space.tasks))}: an adapted_encoder needs a classification or "
+                              "regression task")
+        if config.head.n_outputs is None:
+            if space.regression:
+                config.head.n_outputs = 1
+                if config.head.name == "classification":
+                    config.head.name = "regression"
+            else:
+                config.head.classes, config.head.n_outputs = list(space.classes), len(space.classes)
+        if _needs_table_statistics(config.tokenizer):
+            if space.numeric_mean is None:
+                raise ConfigError(f"tasks.{next(iter(space.tasks))}.train: numeric statistics need a table "
+                                  "(table, synthetic_tabular, sklearn_table)")
+            config.tokenizer.numeric_mean, config.tokenizer.numeric_std = space.numeric_mean, space.numeric_std
+        return config
+
+    @classmethod
+    def from_config(cls, config: ModelConfig, label_space=None) -> "AdaptedEncoder":
+        """Load the frozen encoder and build fresh trained parts. The head's size comes from
+        ``config.head.n_outputs`` or from ``label_space`` (:func:`mmadapt.build_model` reads it from the
+        training data)."""
+        if label_space is not None:
+            config = cls.with_labels(config, label_space)
         if config.head.n_outputs is None:
             raise ConfigError("model.head.n_outputs: unknown (build through mmadapt.build_model(config), which "
                               "reads the classes from the training data, or set it in the recipe)")
@@ -110,21 +145,15 @@ class AdaptedEncoder(Assembly):
         return self
 
     # ---------------------------------------------------------------------------------------- data side
-    def collate(self, sources: Sequence[Any]) -> tuple[list[int], dict[str, torch.Tensor] | None, list[tuple[int, str]]]:
+    def load_batch(self, sources: Sequence[Any]) -> tuple[list[int], dict[str, torch.Tensor] | None, list[tuple[int, str]]]:
         """Load ``sources`` with the tokenizer; returns (indices that loaded, ``forward`` inputs or None if
         none did, [(index, one-line error)] for the others). A bad sample never stops the batch."""
-        kept, samples, errors = [], [], []
-        for i, source in enumerate(sources):
-            try:
-                samples.append(self.tokenizer.load(source))
-                kept.append(i)
-            except (DataError, OSError, ValueError) as exc:
-                errors.append((i, str(exc)))
-        return kept, (self.tokenizer.collate(samples) if samples else None), errors
+        loaded = load_each(sources, self.tokenizer.load)
+        return loaded.kept, (self.tokenizer.collate(loaded.items) if loaded.items else None), loaded.errors
 
     def collate_train(self, examples) -> tuple[dict | None, list[str]]:
         """Trainer contract: labelled examples → ``forward`` keyword arguments (with ``labels``), errors."""
-        kept, inputs, errors = self.collate([ex.source for ex in examples])
+        kept, inputs, errors = self.load_batch([ex.source for ex in examples])
         if inputs is None:
             return None, [msg for _, msg in errors]
         labels = [examples[i].label for i in kept]
@@ -149,3 +178,9 @@ class AdaptedEncoder(Assembly):
     def forward(self, labels: torch.Tensor, **inputs: torch.Tensor) -> torch.Tensor:
         """The head's loss (cross-entropy or MSE) for one batch."""
         return self.head.loss(self.predict(**inputs), labels.to(self.device))
+
+
+def _needs_table_statistics(tok: Any) -> bool:
+    """A tabular tokenizer with numeric columns and no standardisation statistics yet."""
+    return (tok is not None and tok.name == "tabular" and bool(tok.numeric)
+            and tok.numeric_mean is None and tok.numeric_std is None)

@@ -33,6 +33,7 @@ A / B layers, ``blocks``: the chosen blocks, aliases of the encoder's own module
 
 from __future__ import annotations
 
+import copy
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,6 +47,7 @@ from mmadapt.backbones.base import resolve_name
 from mmadapt.backbones.vision import VisionEncoder, load_vision_encoder
 from mmadapt.config import ModelConfig
 from mmadapt.errors import ConfigError, DataError
+from mmadapt.io.batch import load_each
 from mmadapt.models.base import Assembly
 from mmadapt.registry import get, register
 from mmadapt.training.data import Example, LabelledExample, MatchExample
@@ -193,9 +195,41 @@ class AllInOne(Assembly):
 
     # ------------------------------------------------------------------------------------ construction
     @classmethod
-    def from_config(cls, config: ModelConfig) -> "AllInOne":
+    def needs_label_space(cls, config: ModelConfig) -> bool:
+        return True
+
+    @classmethod
+    def with_labels(cls, config: ModelConfig, space) -> ModelConfig:
+        """A copy of ``config`` with the heads its tasks need: the video QA answer vocabulary (the training
+        answers), a matching head for retrieval, the video classes for classification (at most one task of
+        each kind)."""
+        config = copy.deepcopy(config)
+        vt = config.video_text
+        kinds: dict[str, list[str]] = {}
+        for key, name in space.tasks.items():
+            kinds.setdefault(name, []).append(key)
+        unknown = set(kinds) - {"vqa", "retrieval", "classification"}
+        if unknown:
+            raise ConfigError(f"tasks: an all_in_one model does video QA, retrieval and classification, not "
+                              f"{', '.join(sorted(unknown))}")
+        for kind, keys in kinds.items():
+            if len(keys) > 1:
+                raise ConfigError(f"tasks: an all_in_one model has one {kind} head ({', '.join(keys)})")
+        if "vqa" in kinds and not vt.answers:
+            vt.answers = list(space.answers)
+        if "retrieval" in kinds:
+            vt.matching = True
+        if "classification" in kinds and config.head.n_outputs is None:
+            config.head.classes = list(space.classes)
+            config.head.n_outputs = len(config.head.classes)
+        return config
+
+    @classmethod
+    def from_config(cls, config: ModelConfig, label_space=None) -> "AllInOne":
         from transformers import AutoTokenizer
 
+        if label_space is not None:
+            config = cls.with_labels(config, label_space)
         enc = config.encoder
         encoder = load_vision_encoder(enc.kind, enc.name, dtype=enc.dtype, attn_implementation=enc.attn_implementation,
                                       revision=enc.revision, pretrained=enc.pretrained, random_init=enc.random_init,
@@ -328,32 +362,25 @@ class AllInOne(Assembly):
         logits = self.answer_logits(pixel_values, prefix)[:, cols]
         return [known[i] for i in logits.argmax(dim=1).tolist()]
 
-    def collate(self, sources: Sequence) -> tuple[list[int], dict[str, torch.Tensor] | None, list[tuple[int, str]]]:
-        """Classification: load clips; (indices that loaded, ``predict`` inputs or None, [(index, error)])."""
-        kept, clips, errors = [], [], []
-        for i, source in enumerate(sources):
-            try:
-                clips.append(self.vision.load(source))
-                kept.append(i)
-            except (DataError, OSError, ValueError) as exc:
-                errors.append((i, str(exc)))
-        return kept, ({"pixel_values": self.vision.preprocess(clips)} if clips else None), errors
+    def load_batch(self, sources: Sequence) -> tuple[list[int], dict[str, torch.Tensor] | None, list[tuple[int, str]]]:
+        """Load clips; (indices that loaded, ``{"pixel_values"}`` or None, [(index, error)])."""
+        loaded = load_each(sources, self.vision.load)
+        return loaded.kept, ({"pixel_values": self.vision.preprocess(loaded.items)} if loaded.items else None), \
+            loaded.errors
 
     def collate_train(self, examples: Sequence) -> tuple[dict | None, list[str]]:
         """Examples of any of the heads' tasks → ``forward`` inputs; an unreadable clip (or an answer outside
         the vocabulary) drops its example and is reported."""
-        kinds, texts, labels, clips, errors = [], [], [], [], []
-        for ex in examples:
-            try:
-                kind, text, label = self._training_target(ex)
-                clip = self.vision.load(ex.source if isinstance(ex, LabelledExample) else ex.image_path)
-            except (DataError, OSError, ValueError) as exc:
-                errors.append(str(exc))
-                continue
-            kinds.append(kind), texts.append(text), labels.append(label), clips.append(clip)
-        if not clips:
+        def load(ex) -> tuple:
+            return *self._training_target(ex), self.vision.load(ex.source if isinstance(ex, LabelledExample)
+                                                                else ex.image_path)
+
+        loaded = load_each(examples, load)
+        errors = [msg for _, msg in loaded.errors]
+        if not loaded.items:
             return None, errors
-        return {"pixel_values": self.vision.preprocess(clips), "kinds": kinds, "texts": texts,
+        kinds, texts, labels, clips = zip(*loaded.items)
+        return {"pixel_values": self.vision.preprocess(list(clips)), "kinds": list(kinds), "texts": list(texts),
                 "labels": torch.tensor(labels)}, errors
 
     def _training_target(self, ex) -> tuple[str, str, float]:

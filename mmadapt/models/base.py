@@ -1,16 +1,22 @@
-"""What every assembly shares: the PEFT-layout save / load of its trained parts, and parameter counts.
+"""What every assembly shares: building from a config and the data's label space, tolerant batch loading,
+the PEFT-layout save / load of its trained parts, and parameter counts.
 
-An assembly (``PerceptualLM``, ``AdaptedEncoder``) is frozen backbones plus a ``trained_module``. Only the
-trained module is saved: ``adapter_config.json`` (the resolved model config, so the backbones can be
-reloaded by name) + ``adapter_model.safetensors`` (its weights). ``from_pretrained`` rebuilds the assembly
-from the config and loads the weights.
+An assembly (``PerceptualLM``, ``AdaptedEncoder``, ...) is frozen backbones plus a ``trained_module``.
+``from_config(config, label_space)`` builds it; heads sized by the data (classes, answers, a table's
+statistics, dense class names) take them from the :class:`~mmadapt.data.split.LabelSpace` that
+:func:`mmadapt.build_model` reads from the tasks' splits, and the assembly keeps them in its own copy of
+the config (``self.config``); the caller's config is left as it was. Only the trained module is saved:
+``adapter_config.json`` (that resolved config, so the backbones can be reloaded by name and the heads
+rebuilt) + ``adapter_model.safetensors`` (its weights). ``from_pretrained`` rebuilds the assembly from it.
 """
 
 from __future__ import annotations
 
 import abc
 import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -37,8 +43,19 @@ class Assembly(nn.Module, abc.ABC):
 
     @classmethod
     @abc.abstractmethod
-    def from_config(cls, config: ModelConfig) -> "Assembly":
-        """Load the frozen backbones named in ``config`` and build fresh trained parts."""
+    def from_config(cls, config: ModelConfig, label_space: Any = None) -> "Assembly":
+        """Load the frozen backbones named in ``config`` and build fresh trained parts (heads sized by
+        ``label_space``, a :class:`~mmadapt.data.split.LabelSpace`, where the config leaves them open)."""
+
+    @classmethod
+    def needs_label_space(cls, config: ModelConfig) -> bool:
+        """Whether building from ``config`` needs the data's label space (something the config leaves open)."""
+        return False
+
+    @abc.abstractmethod
+    def load_batch(self, sources: Sequence[Any]) -> tuple[list[int], dict | None, list[tuple[int, str]]]:
+        """Read a batch tolerantly (:func:`mmadapt.io.batch.load_each`): (indices of ``sources`` that loaded,
+        the model inputs for them or None if none did, [(index, one-line error)] for the others)."""
 
     def _metadata(self) -> dict:
         """PEFT-style fields of ``adapter_config.json`` besides the model config."""

@@ -13,6 +13,7 @@ Only ``trained_module`` (adapter + decoders) is trained and saved.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,7 +24,8 @@ from torch import nn
 
 from mmadapt.adapters.dense import DenseAdapter
 from mmadapt.config import DenseTaskConfig, ModelConfig
-from mmadapt.errors import ConfigError, DataError
+from mmadapt.errors import ConfigError
+from mmadapt.io.batch import load_each
 from mmadapt.models.base import Assembly
 from mmadapt.models.dense_heads import MultiScaleDecoder, dense_loss, dense_prediction, out_channels
 from mmadapt.registry import get, register
@@ -60,9 +62,29 @@ class DenseMultiTask(Assembly):
 
     # ------------------------------------------------------------------------------------ construction
     @classmethod
-    def from_config(cls, config: ModelConfig) -> "DenseMultiTask":
+    def needs_label_space(cls, config: ModelConfig) -> bool:
+        return any(t.kind == "segmentation" and not t.classes for t in config.dense.tasks.values())
+
+    @classmethod
+    def with_labels(cls, config: ModelConfig, space) -> ModelConfig:
+        """A copy of ``config`` whose segmentation tasks without ``classes`` take the dense task's data's."""
+        config = copy.deepcopy(config)
+        missing = [n for n, t in config.dense.tasks.items() if t.kind == "segmentation" and not t.classes]
+        if missing:
+            dense = space.of_task("dense")
+            if len(dense) != 1:
+                raise ConfigError("tasks: a dense_multitask model reads its classes from one dense task "
+                                  f"(got {', '.join(space.tasks) or 'none'}); or set model.dense.tasks.<name>.classes")
+            for name in missing:
+                config.dense.tasks[name].classes = list(space.dense_classes[name])
+        return config
+
+    @classmethod
+    def from_config(cls, config: ModelConfig, label_space=None) -> "DenseMultiTask":
         """Load the frozen encoder, build fresh decoders (and adapter). Segmentation tasks need ``classes``
-        (:func:`mmadapt.build_model` reads them from the data)."""
+        (from the config or ``label_space``: :func:`mmadapt.build_model` reads them from the data)."""
+        if label_space is not None:
+            config = cls.with_labels(config, label_space)
         for name, task in config.dense.tasks.items():
             if task.kind == "segmentation" and not task.classes:
                 raise ConfigError(f"model.dense.tasks.{name}.classes: unknown (build through "
@@ -133,29 +155,23 @@ class DenseMultiTask(Assembly):
         x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
         return (x - self.pixel_mean.cpu()) / self.pixel_std.cpu()
 
-    def load_samples(self, samples: Sequence) -> tuple[list[int], dict | None, list[tuple[int, str]]]:
+    def load_batch(self, samples: Sequence) -> tuple[list[int], dict | None, list[tuple[int, str]]]:
         """Read images and every task's labels at the input size; returns (indices that loaded,
         ``{"pixel_values", "targets": {task: tensor}}`` or None, [(index, error)]). A bad sample never stops
         the batch."""
-        from mmadapt.data.pascal_context import load_dense_image, load_dense_labels
+        from mmadapt.data.formats.pascal_context import load_dense_image, load_dense_labels
 
-        kept, images, labels, errors = [], [], [], []
         size = (self.image_size, self.image_size)
-        for i, sample in enumerate(samples):
-            try:
-                images.append(load_dense_image(sample))
-                labels.append(load_dense_labels(sample, self.task_names, size=size))
-                kept.append(i)
-            except (DataError, OSError, ValueError) as exc:
-                errors.append((i, str(exc)))
-        if not kept:
-            return kept, None, errors
+        loaded = load_each(samples, lambda s: (load_dense_image(s), load_dense_labels(s, self.task_names, size=size)))
+        if not loaded.items:
+            return loaded.kept, None, loaded.errors
+        images, labels = zip(*loaded.items)
         targets = {t: torch.from_numpy(np.stack([lab[t] for lab in labels])) for t in self.task_names}
-        return kept, {"pixel_values": self.pixels(images), "targets": targets}, errors
+        return loaded.kept, {"pixel_values": self.pixels(list(images)), "targets": targets}, loaded.errors
 
     def collate_train(self, examples: Sequence[DenseExample]) -> tuple[dict | None, list[str]]:
         """Trainer contract: examples → ``forward`` keyword arguments, errors."""
-        _, inputs, errors = self.load_samples([ex.sample for ex in examples])
+        _, inputs, errors = self.load_batch([ex.sample for ex in examples])
         return inputs, [msg for _, msg in errors]
 
     # ------------------------------------------------------------------------------------------ compute

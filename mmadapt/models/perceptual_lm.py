@@ -5,7 +5,7 @@ search, with the KV cache — or, for an adapter whose first prefix column atten
 mask, recomputing the whole sequence for every new token); ``rank(batch, candidates) -> list[str]`` picks VQA
 answers from a list.
 
-A batch (see :func:`mmadapt.training.data.collate_examples`) holds ``pixel_values`` (what the image side's
+A batch (:meth:`PerceptualLM.load_batch`, through :func:`mmadapt.io.batch.load_each`) holds ``pixel_values`` (what the image side's
 ``preprocess`` returns: [B, 3, H, W] for a vision encoder, a :class:`~mmadapt.adapters.solo.PatchBatch` for
 SOLO), ``prefix`` (list of prompt texts, e.g. ``"question: what color is the circle? answer:"``, or the eP-ALM
 authors' ``"what color is the circle??</a>"``) and, for training, ``target`` (the answer or caption). The text
@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +49,7 @@ from mmadapt.backbones.lm import CausalLM
 from mmadapt.backbones.vision import VisionEncoder, load_vision_encoder
 from mmadapt.config import BackboneConfig, ModelConfig
 from mmadapt.errors import ConfigError
+from mmadapt.io.batch import load_each
 from mmadapt.models.base import Assembly
 from mmadapt.registry import get, register
 
@@ -79,9 +80,10 @@ class PerceptualLM(Assembly):
 
     # ------------------------------------------------------------------------------------ construction
     @classmethod
-    def from_config(cls, config: ModelConfig) -> "PerceptualLM":
+    def from_config(cls, config: ModelConfig, label_space=None) -> "PerceptualLM":
         """Load the frozen backbones named in ``config`` and build a fresh adapter (``model.vision`` is not
-        loaded for an adapter that reads pixels itself)."""
+        loaded for an adapter that reads pixels itself). Nothing is sized by the data (``label_space`` is
+        not read): answers are text."""
         adapter_cls = get("adapters", config.adapter.name)
         if not issubclass(adapter_cls, PerceptualAdapter):
             raise ConfigError(f"model.adapter.name: {config.adapter.name!r} is not an adapter of perceptual_lm "
@@ -114,16 +116,22 @@ class PerceptualLM(Assembly):
         With a feature store (:meth:`use_feature_cache`) the examples whose file is in it get their encoder
         features from it (no decoding, no encoder); the others are loaded and encoded here, without a graph.
         """
-        from mmadapt.training.data import collate_examples
-
         if self.feature_store is not None:
             return self._collate_cached(examples)
-        batch = collate_examples(examples, self.vision.preprocess, loader=self.vision.load)
-        if not batch.prefix:
-            return None, batch.errors
-        return {"pixel_values": batch.pixel_values, "prefix": batch.prefix, "target": batch.target,
-                "prefix_loss_weight": batch.prefix_weight,
-                "separator": [examples[i].target_separator for i in batch.kept]}, batch.errors
+        kept, inputs, errors = self.load_batch([ex.image_path for ex in examples])
+        if inputs is None:
+            return None, [msg for _, msg in errors]
+        kept_ex = [examples[i] for i in kept]
+        return {**inputs, "prefix": [e.prefix for e in kept_ex], "target": [e.target for e in kept_ex],
+                "prefix_loss_weight": [e.prefix_weight for e in kept_ex],
+                "separator": [e.target_separator for e in kept_ex]}, [msg for _, msg in errors]
+
+    def load_batch(self, sources: Sequence) -> tuple[list[int], dict | None, list[tuple[int, str]]]:
+        """Read and preprocess the inputs at ``sources`` (image / clip / sound files) tolerantly: (indices
+        that loaded, ``{"pixel_values"}`` or None, [(index, error)])."""
+        loaded = load_each(sources, self.vision.load)
+        return loaded.kept, ({"pixel_values": self.vision.preprocess(loaded.items)} if loaded.items else None), \
+            loaded.errors
 
     def use_feature_cache(self, store) -> None:
         """Read the adapter's encoder features from ``store`` (a :class:`~mmadapt.training.feature_cache.
@@ -135,8 +143,6 @@ class PerceptualLM(Assembly):
         self.feature_cache_misses = 0
 
     def _collate_cached(self, examples) -> tuple[dict | None, list[str]]:
-        from mmadapt.training.data import collate_examples
-
         rows = self.feature_store.rows_for([ex.image_path for ex in examples])
         hits = [i for i, r in enumerate(rows) if r is not None]
         misses = [i for i, r in enumerate(rows) if r is None]
@@ -147,11 +153,11 @@ class PerceptualLM(Assembly):
         errors: list[str] = []
         if misses:
             self.feature_cache_misses += len(misses)
-            batch = collate_examples([examples[i] for i in misses], self.vision.preprocess, loader=self.vision.load)
-            errors = batch.errors
-            if batch.kept:
-                computed = self.adapter.encoder_features(self.vision, batch.pixel_values.to(self.device)).cpu()
-                features.update(zip([misses[j] for j in batch.kept], computed))
+            kept_misses, inputs, bad = self.load_batch([examples[i].image_path for i in misses])
+            errors = [msg for _, msg in bad]
+            if inputs is not None:
+                computed = self.adapter.encoder_features(self.vision, inputs["pixel_values"].to(self.device)).cpu()
+                features.update(zip([misses[j] for j in kept_misses], computed))
         kept = sorted(features)
         if not kept:
             return None, errors

@@ -1,77 +1,27 @@
-"""What a task is: data → training examples, and model → scored evaluation files.
+"""What a task is: a split's samples → training examples, and predictions → official result files + scores.
 
-A task reads its :class:`~mmadapt.config.TaskConfig`, turns its training split into
-:class:`~mmadapt.training.data.Example` s, and evaluates a model on its eval split: it writes the
-predictions in the official results format under ``<run>/eval/`` and the scores as ``eval/<task>.json``.
-Bad eval samples (unreadable images) are recorded in ``eval/<task>_errors.json`` and the run goes on.
+A task reads its :class:`~mmadapt.config.TaskConfig`. Each of its splits is read once, through its dataset
+format, into a :class:`~mmadapt.data.split.Split` (samples and label space) that the task keeps. It turns
+the training split into :class:`~mmadapt.training.data.Example` s, and evaluates a model on its eval split
+through the one evaluation loop (:func:`predict_all`): the model loads each batch tolerantly
+(``model.load_batch``), the task predicts on what loaded, and writes the predictions in the official
+results format under ``<run>/eval/`` and the scores as ``eval/<task>.json``. Bad eval samples (unreadable
+images) are recorded in ``eval/<task>_errors.json`` and the run goes on.
 """
 
 from __future__ import annotations
 
 import abc
 import json
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from mmadapt.config import DatasetConfig, ModelConfig, TaskConfig
-from mmadapt.errors import ConfigError, DataError
-from mmadapt.io.image import load_image
-from mmadapt.training.data import Example
+from tqdm.auto import tqdm
 
-
-@dataclass
-class SplitFiles:
-    """Where one split's files are, whatever the source format."""
-
-    questions: Path | None
-    annotations: Path | None
-    image_root: Path | None
-    image_template: str | None = None
-
-
-def resolve_split(ds: DatasetConfig, where: str) -> SplitFiles:
-    """Paths of a dataset config; the synthetic sets are written first if missing."""
-    if ds.format in ("synthetic_videoqa", "synthetic_audiocaps"):
-        from mmadapt.data import synthetic_media_text as smt
-        from mmadapt.data.generated import ensure_generated
-
-        if not ds.root or not ds.split or not ds.n_samples:
-            raise ConfigError(f"{where}: {ds.format} needs root, split and n_samples")
-        video = ds.format == "synthetic_videoqa"
-        writer = smt.write_videoqa_dataset if video else smt.write_audiocaps_dataset
-        path = ensure_generated(ds.root, ds.split, ds.n_samples, ds.seed, writer)
-        template = smt.VIDEO_TEMPLATE if video else smt.AUDIO_TEMPLATE
-        return SplitFiles(path if video else None, None if video else path, Path(ds.root), template)
-    if ds.format == "synthetic_video_text":
-        from mmadapt.data.generated import ensure_generated
-        from mmadapt.data.synthetic_video_text import write_video_text_dataset
-
-        if not ds.root or not ds.split or not ds.n_samples:
-            raise ConfigError(f"{where}: synthetic_video_text needs root, split and n_samples")
-        ensure_generated(ds.root, ds.split, ds.n_samples, ds.seed, write_video_text_dataset)
-        return SplitFiles(Path(ds.root) / f"{ds.split}_qa.json", None, Path(ds.root), "{video}")
-    if ds.format == "msrvtt_qa":
-        if ds.questions is None:
-            raise ConfigError(f"{where}.questions: required for format msrvtt_qa (the QA JSON list)")
-        return SplitFiles(Path(ds.questions), None, Path(ds.image_root) if ds.image_root else None, ds.image_template)
-    if ds.format == "synthetic_scenes":
-        from mmadapt.data.synthetic import ensure_scenes_dataset, read_manifest
-
-        if not ds.root or not ds.split or not ds.n_images:
-            raise ConfigError(f"{where}: synthetic_scenes needs root, split and n_images")
-        paths = ensure_scenes_dataset(ds.root, {ds.split: ds.n_images}, seed=ds.seed)[ds.split]
-        entry = read_manifest(ds.root)["splits"][ds.split]
-        return SplitFiles(paths["questions"], paths.get("annotations"), paths["images"], entry["image_template"])
-    missing = [k for k in ("annotations",) if getattr(ds, k) is None and ds.format != "vqa_v2"]
-    if ds.format == "vqa_v2" and ds.questions is None:
-        missing.append("questions")
-    if missing:
-        raise ConfigError(f"{where}.{missing[0]}: required for format {ds.format}")
-    return SplitFiles(Path(ds.questions) if ds.questions else None,
-                      Path(ds.annotations) if ds.annotations else None,
-                      Path(ds.image_root) if ds.image_root else None, ds.image_template)
+from mmadapt.config import ModelConfig, TaskConfig
+from mmadapt.data.split import LabelSpace, ReadContext, Split, read_split
+from mmadapt.errors import ConfigError
 
 
 def batched(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -79,17 +29,23 @@ def batched(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[i : i + size]
 
 
-def load_batch_images(paths: Sequence[str | Path], loader=load_image) -> tuple[list[int], list[Any], list[tuple[int, str]]]:
-    """Read inputs with ``loader`` (images by default; a model's ``vision.load`` for video / audio); returns
-    (indices that loaded, the inputs, [(index, error message)] for the others)."""
-    ok, images, errors = [], [], []
-    for i, path in enumerate(paths):
-        try:
-            images.append(loader(path))
-            ok.append(i)
-        except (DataError, OSError) as exc:
-            errors.append((i, str(exc)))
-    return ok, images, errors
+def predict_all(desc: str, items: Sequence[Any], batch_size: int, load: Callable, predict: Callable,
+                quiet: bool = False) -> tuple[list[Any], list[tuple[int, str]]]:
+    """The evaluation loop: ``items`` in batches of ``batch_size``; ``load(chunk)`` → (indices that loaded,
+    inputs or None, [(index, error)]) (an assembly's ``load_batch``), ``predict(inputs, kept_items)`` → one
+    prediction per kept item. Returns the predictions aligned with ``items`` (``None`` for items that did
+    not load) and the [(index into items, error)] of those."""
+    outputs: list[Any] = [None] * len(items)
+    errors: list[tuple[int, str]] = []
+    offset = 0
+    for chunk in tqdm(list(batched(items, batch_size)), desc=desc, disable=quiet):
+        kept, inputs, bad = load([*chunk])
+        errors.extend((offset + i, msg) for i, msg in bad)
+        if inputs is not None:
+            for i, out in zip(kept, predict(inputs, [chunk[i] for i in kept])):
+                outputs[offset + i] = out
+        offset += len(chunk)
+    return outputs, errors
 
 
 def write_json(path: Path, obj: Any) -> Path:
@@ -102,14 +58,35 @@ def write_json(path: Path, obj: Any) -> Path:
 
 class Task(abc.ABC):
     name: str
+    #: the samples this task reads from its formats (see :mod:`mmadapt.data.split`)
+    sample_kind: str
 
     def __init__(self, key: str, config: TaskConfig, model_config: ModelConfig | None = None):
         self.key = key  # the task's name in the recipe (`tasks.<key>`)
         self.config = config
-        self.model_config = model_config  # what some data formats need (e.g. a table's schema, the classes)
+        self.model_config = model_config  # what some formats are read with (a table's schema, dense kinds)
+        self._splits: dict[str, Split] = {}
 
+    # ------------------------------------------------------------------------------------------- data
+    def read_context(self, which: str) -> ReadContext:
+        return ReadContext(self.sample_kind, f"tasks.{self.key}.{which}", label_key=self.config.label_key)
+
+    def split(self, which: str) -> Split:
+        """The ``train`` / ``eval`` split, read the first time it is asked for and kept."""
+        if which not in self._splits:
+            ds = getattr(self.config, which)
+            if ds is None:
+                raise ConfigError(f"tasks.{self.key}.{which}: no dataset configured")
+            self._splits[which] = read_split(ds, self.read_context(which))
+        return self._splits[which]
+
+    def label_space(self) -> LabelSpace:
+        """What this task tells the model's heads (from its training split); see :func:`merge_label_spaces`."""
+        return LabelSpace(tasks={self.key: self.name})
+
+    # --------------------------------------------------------------------------------------- the jobs
     @abc.abstractmethod
-    def train_examples(self) -> list[Example]:
+    def train_examples(self) -> list:
         """The training split as examples (empty if the task has no ``train`` dataset)."""
 
     @abc.abstractmethod
@@ -120,3 +97,19 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def baselines(self, out_dir: Path) -> dict[str, float]:
         """Scores of trivial predictors (constant answer / caption) on the eval split, for comparison."""
+
+
+def merge_label_spaces(tasks: dict[str, Task]) -> LabelSpace:
+    """One label space for a model from its tasks': each field from the first task that has it (an assembly
+    that sizes a head by a field checks that one task of that kind gives it: ``LabelSpace.of_task``)."""
+    merged = LabelSpace()
+    for task in tasks.values():
+        space = task.label_space()
+        merged.tasks.update(space.tasks)
+        for name in ("classes", "answers", "numeric_mean", "numeric_std"):
+            if getattr(merged, name) is None:
+                setattr(merged, name, getattr(space, name))
+        merged.regression = merged.regression or space.regression
+        for name, classes in space.dense_classes.items():
+            merged.dense_classes.setdefault(name, classes)
+    return merged

@@ -14,12 +14,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
-from mmadapt.config import DatasetConfig
+from mmadapt.data.split import LabelSpace, ReadContext
 from mmadapt.errors import ConfigError
 from mmadapt.registry import register
-from mmadapt.tasks.base import Task, batched, write_json
+from mmadapt.tasks.base import Task, predict_all, write_json
 
 #: The headline metric of each task kind, and whether lower is better.
 HEADLINE = {"segmentation": ("mIoU", False), "saliency": ("maxF", False), "normals": ("mean", True)}
@@ -28,45 +27,32 @@ HEADLINE = {"segmentation": ("mIoU", False), "saliency": ("maxF", False), "norma
 @register("tasks", "dense")
 class DenseTask(Task):
     name = "dense"
+    sample_kind = "dense"
 
     # ------------------------------------------------------------------------------------------- data
-    def _dense_tasks(self) -> list[str]:
+    def read_context(self, which: str) -> ReadContext:
         dense = getattr(self.model_config, "dense", None)
         if dense is None:
             raise ConfigError(f"tasks.{self.key}: a dense task needs model.dense.tasks (a dense_multitask model)")
-        return list(dense.tasks)
-
-    def _root(self, ds: DatasetConfig, where: str) -> Path:
-        if ds.format == "synthetic_dense":
-            from mmadapt.data.synthetic_dense import ensure_dense_dataset
-
-            if not ds.root or not ds.split or not ds.n_samples:
-                raise ConfigError(f"{where}: synthetic_dense needs root, split and n_samples")
-            ensure_dense_dataset(ds.root, ds.split, ds.n_samples, ds.seed)
-        elif ds.format != "pascal_context":
-            raise ConfigError(f"{where}.format: {ds.format!r} is not a dense format (pascal_context, synthetic_dense)")
-        if not ds.root or not ds.split:
-            raise ConfigError(f"{where}: {ds.format} needs root and split")
-        return Path(ds.root)
+        ctx = super().read_context(which)
+        return ReadContext(ctx.kind, ctx.where, ctx.label_key, dense_tasks=tuple(dense.tasks))
 
     def samples(self, which: str) -> list:
-        from mmadapt.data.pascal_context import read_dense_split
-
-        ds = getattr(self.config, which)
-        if ds is None:
-            return []
-        where = f"tasks.{self.key}.{which}"
-        samples = read_dense_split(self._root(ds, where), ds.split, self._dense_tasks())
-        return samples[: ds.limit] if ds.limit else samples
+        return self.split(which).samples if getattr(self.config, which) is not None else []
 
     def class_names(self, task: str) -> list[str]:
         """Class names of a segmentation label kind, from the training data (else the eval data)."""
-        from mmadapt.data.pascal_context import class_names
-
-        ds = self.config.train or self.config.eval
-        if ds is None:
+        which = "train" if self.config.train is not None else "eval"
+        if getattr(self.config, which) is None:
             raise ConfigError(f"tasks.{self.key}: no train or eval dataset to read the classes of {task!r} from")
-        return class_names(self._root(ds, f"tasks.{self.key}.{'train' if self.config.train else 'eval'}"), task)
+        return self.split(which).label_space.dense_classes[task]
+
+    def label_space(self) -> LabelSpace:
+        space = super().label_space()
+        which = "train" if self.config.train is not None else "eval"
+        if getattr(self.config, which) is not None:
+            space.dense_classes = dict(self.split(which).label_space.dense_classes)
+        return space
 
     def train_examples(self) -> list:
         from mmadapt.models.dense_multitask import DenseExample
@@ -74,11 +60,13 @@ class DenseTask(Task):
         return [DenseExample(s, self.key) for s in self.samples("train")]
 
     # ------------------------------------------------------------------------------------- evaluation
-    def _meters(self) -> dict:
+    @staticmethod
+    def _meters(dense) -> dict:
+        """One meter per dense task of ``dense`` (the model's :class:`~mmadapt.config.DenseConfig`)."""
         from mmadapt.eval.dense_metric import NormalsMeter, SaliencyMeter, SegmentationMeter
 
         meters = {}
-        for name, task in self.model_config.dense.tasks.items():
+        for name, task in dense.tasks.items():
             if task.kind == "segmentation":
                 meters[name] = SegmentationMeter(len(task.classes))
             elif task.kind == "saliency":
@@ -92,32 +80,32 @@ class DenseTask(Task):
         samples = self.samples("eval")
         samples = samples[:max_samples] if max_samples else samples
         model.eval()
-        meters, errors, offset = self._meters(), [], 0
-        for chunk in tqdm(list(batched(samples, batch_size)), desc=f"eval {self.key}", disable=quiet):
-            _, inputs, errs = model.load_samples(chunk)
-            errors.extend({"index": offset + i, "id": chunk[i].id, "error": msg} for i, msg in errs)
-            offset += len(chunk)
-            if inputs is None:
-                continue
-            with torch.no_grad():
-                preds = model.predict(inputs["pixel_values"])
+        meters = self._meters(model.config.dense)
+
+        @torch.no_grad()
+        def update(inputs, kept: list) -> list[bool]:
+            preds = model.predict(inputs["pixel_values"])
             for name, meter in meters.items():
                 meter.update(preds[name].cpu(), inputs["targets"][name])
+            return [True] * len(kept)
+
+        _, bad = predict_all(f"eval {self.key}", samples, batch_size, model.load_batch, update, quiet)
+        errors = [{"index": i, "id": samples[i].id, "error": msg} for i, msg in bad]
         scores = {name: _compute(meter, name) for name, meter in meters.items()}
-        scores.update(n_samples=len(samples), n_errors=len(errors), baselines=self.baselines(out_dir))
+        scores.update(n_samples=len(samples), n_errors=len(errors), baselines=self.baselines(out_dir, model.config.dense))
         out_dir = Path(out_dir)
         if errors:
             write_json(out_dir / f"{self.key}_errors.json", errors)
         write_json(out_dir / f"{self.key}.json", scores)
         return scores
 
-    def baselines(self, out_dir: Path) -> dict:
+    def baselines(self, out_dir: Path, dense=None) -> dict:
         """Scores of constant predictors on the eval split: the most frequent class everywhere, the saliency
         prior (fraction of salient pixels) everywhere, the mean normal everywhere — each from the eval
         labels themselves, so an optimistic floor."""
-        from mmadapt.data.pascal_context import load_dense_labels
+        from mmadapt.data.formats.pascal_context import load_dense_labels
 
-        dense = self.model_config.dense
+        dense = dense or self.model_config.dense
         size = getattr(dense, "image_size", None)
         samples = self.samples("eval")
         labels = []
@@ -126,7 +114,7 @@ class DenseTask(Task):
                 labels.append(load_dense_labels(s, list(dense.tasks), size=(size, size) if size else None))
             except (OSError, ValueError):
                 continue
-        meters, out = self._meters(), {}
+        meters, out = self._meters(dense), {}
         for name, meter in meters.items():
             kind = dense.tasks[name].kind
             maps = [torch.from_numpy(lab[name]) for lab in labels]

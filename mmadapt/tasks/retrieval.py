@@ -11,90 +11,27 @@ values), ``eval/<key>_scores.json`` (the score matrix) and ``eval/<key>_errors.j
 
 from __future__ import annotations
 
-import csv
-import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from mmadapt.errors import ConfigError, DataError
+from mmadapt.data.formats.msrvtt_retrieval import Caption
+from mmadapt.errors import DataError
 from mmadapt.eval.retrieval_metric import chance_metrics, retrieval_metrics
-from mmadapt.io._files import template_path
 from mmadapt.registry import register
-from mmadapt.tasks.base import Task, batched, load_batch_images, write_json
+from mmadapt.tasks.base import Task, batched, predict_all, write_json
 from mmadapt.training.data import MatchExample
-
-DEFAULT_TEMPLATE = "{video_id}.mp4"
-
-
-@dataclass(frozen=True)
-class Caption:
-    video_id: str
-    video_path: Path
-    sentence: str
-
-
-def read_captions(path: Path, video_root: Path, template: str) -> list[Caption]:
-    """MSR-VTT captions: a CSV with ``video_id`` and ``sentence`` columns (other columns are kept for the
-    template, e.g. ``video``) or ``MSRVTT_data.json`` (``sentences``: [{video_id, caption}])."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read ({exc})") from None
-    if path.suffix.lower() == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}: not valid JSON ({exc})") from None
-        items = data.get("sentences") if isinstance(data, dict) else None
-        if not isinstance(items, list):
-            raise DataError(f"{path}: expected MSRVTT_data.json's layout, an object with a 'sentences' list")
-        rows = [{**item, "sentence": item.get("caption")} if isinstance(item, dict) else item for item in items]
-    else:
-        rows = list(csv.DictReader(text.splitlines()))
-    captions = []
-    for i, row in enumerate(rows):
-        where = f"{path}: [{i}]"
-        if not isinstance(row, dict) or row.get("video_id") in (None, "") or not isinstance(row.get("sentence"), str):
-            raise DataError(f"{where}: needs a video_id and a sentence (caption)")
-        video_path = template_path(video_root, template, row, where)
-        captions.append(Caption(str(row["video_id"]), video_path, row["sentence"].strip()))
-    if not captions:
-        raise DataError(f"{path}: no captions")
-    return captions
 
 
 @register("tasks", "retrieval")
 class RetrievalTask(Task):
     name = "retrieval"
 
-    def captions(self, split: str) -> list[Caption]:
-        ds = getattr(self.config, split)
-        where = f"tasks.{self.key}.{split}"
-        if ds is None:
-            raise ConfigError(f"{where}: no dataset configured")
-        if ds.format == "synthetic_video_text":
-            from mmadapt.data.generated import ensure_generated
-            from mmadapt.data.synthetic_video_text import write_video_text_dataset
+    sample_kind = "pairs"
 
-            if not ds.root or not ds.split or not ds.n_samples:
-                raise ConfigError(f"{where}: synthetic_video_text needs root, split and n_samples")
-            path = ensure_generated(ds.root, ds.split, ds.n_samples, ds.seed, write_video_text_dataset)
-            rows = read_captions(path, Path(ds.root), "{video}")
-        elif ds.format == "msrvtt_retrieval":
-            if ds.annotations is None:
-                raise ConfigError(f"{where}.annotations: required for msrvtt_retrieval (captions CSV or JSON)")
-            path = Path(ds.annotations)
-            rows = read_captions(path, Path(ds.image_root) if ds.image_root else path.parent,
-                                 ds.image_template or DEFAULT_TEMPLATE)
-        else:
-            raise ConfigError(f"{where}.format: retrieval reads msrvtt_retrieval or synthetic_video_text, "
-                              f"got {ds.format!r}")
-        return rows[: ds.limit] if ds.limit else rows
+    def captions(self, which: str) -> list[Caption]:
+        return self.split(which).samples
 
     def train_examples(self) -> list[MatchExample]:
         if self.config.train is None:
@@ -116,14 +53,16 @@ class RetrievalTask(Task):
                  quiet: bool = False) -> dict:
         captions = self.captions("eval")[:max_samples] if max_samples else self.captions("eval")
         videos = list(dict.fromkeys(c.video_path for c in captions))  # unique, in order
-        ok, clips, bad = load_batch_images(videos, model.vision.load)
+        clips, bad = predict_all(f"load {self.key}", videos, batch_size, model.load_batch,
+                                 lambda inputs, kept: inputs["pixel_values"], quiet=True)
         errors = [{"video": str(videos[i]), "error": e} for i, e in bad]
+        ok = [i for i, clip in enumerate(clips) if clip is not None]
         readable = {videos[i]: k for k, i in enumerate(ok)}
         kept = [c for c in captions if c.video_path in readable]
         if not kept:
             raise DataError(f"tasks.{self.key}.eval: no readable clip ({len(errors)} failed; first: "
                             f"{errors[0]['error'] if errors else 'none'})")
-        pixels = torch.cat([model.vision.preprocess(list(chunk)) for chunk in batched(clips, batch_size)])
+        pixels = torch.stack([clips[i] for i in ok])
         scores = self.score_matrix(model, pixels, [c.sentence for c in kept], batch_size, quiet)
         metrics = retrieval_metrics(scores, [readable[c.video_path] for c in kept])
         metrics["chance"] = chance_metrics(len(ok))

@@ -82,15 +82,10 @@ class TabularTokenizerConfig:
         (columns, known categories, target) and each numeric column's mean / std over the values present (an
         all-missing column gets mean 0; a constant or all-missing one std 1)."""
         schema = data.schema
-        x = data.numeric.double()
-        present = ~x.isnan()
-        count = present.sum(dim=0).clamp(min=1)
-        mean = torch.where(present, x, 0.0).sum(dim=0) / count
-        std = (torch.where(present, x - mean, 0.0).square().sum(dim=0) / count).sqrt()
+        mean, std = data.numeric_statistics()
         return cls(numeric=list(schema.numeric), categorical=list(schema.categorical),
                    categories={k: list(v) for k, v in (schema.categories or {}).items()}, target=schema.target,
-                   target_kind=schema.target_kind, numeric_mean=mean.tolist(),
-                   numeric_std=torch.where(std > 0, std, 1.0).tolist())
+                   target_kind=schema.target_kind, numeric_mean=mean, numeric_std=std)
 
     def cardinalities(self) -> list[int]:
         """Embedding rows per categorical column: its known values + 1 (index 0: missing / unseen)."""

@@ -3,7 +3,7 @@
 Every task turns its data into examples: :class:`Example` s for text tasks (an image, a text prefix, a
 target, a prefix loss weight; optionally targets to draw from at every read, :func:`draw_target`),
 :class:`LabelledExample` s for classification / regression (a source — a file path or an already-loaded
-sample — and a label). The assembly collates them (``collate_train``).
+sample — and a label). The assembly collates them (``collate_train``, through its tolerant ``load_batch``).
 The order of examples is a function of (seed, step) only, so a resumed run sees exactly the batches an
 uninterrupted one would, and N ranks together see exactly the global batch one rank would.
 """
@@ -13,14 +13,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import zlib
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from PIL import Image
-
-from mmadapt.io.image import load_image
 
 
 @dataclass(frozen=True)
@@ -106,33 +102,6 @@ class GlobalBatchOrder:
 
     def epochs(self, steps: int) -> float:
         return steps * self.global_batch / self.n
-
-
-@dataclass
-class Batch:
-    pixel_values: torch.Tensor
-    prefix: list[str]
-    target: list[str]
-    prefix_weight: list[float | None]
-    errors: list[str]
-    kept: list[int]  # which of the examples these are (the others could not be read: ``errors``)
-
-
-def collate_examples(examples: Sequence[Example], preprocess: Callable[[list[Image.Image]], torch.Tensor],
-                     loader: Callable[[str], Image.Image] = load_image) -> Batch:
-    """Load and preprocess the images; an unreadable image drops its example and is reported in ``errors``."""
-    images, kept, errors = [], [], []
-    for i, ex in enumerate(examples):
-        try:
-            images.append(loader(ex.image_path))
-            kept.append(i)
-        except (OSError, ValueError) as exc:
-            errors.append(str(exc))
-    if not kept:
-        return Batch(torch.empty(0), [], [], [], errors, [])
-    kept_ex = [examples[i] for i in kept]
-    return Batch(preprocess(images), [e.prefix for e in kept_ex], [e.target for e in kept_ex],
-                 [e.prefix_weight for e in kept_ex], errors, kept)
 
 
 def mixture(task_examples: dict[str, list[Any]], weights: dict[str, float], seed: int) -> list[Any]:

@@ -1,13 +1,13 @@
 """``zoo:tiny-ast``: a small HF ``ASTModel`` (Audio Spectrogram Transformer) pretrained here to hear the
-synthetic sounds of :mod:`mmadapt.data.synthetic_audio`.
+synthetic sounds of :mod:`mmadapt.data.synthetic.audio`.
 
-Training clips are synthesised in memory with :func:`~mmadapt.data.synthetic_audio.synthesize` (1 s at
+Training clips are synthesised in memory with :func:`~mmadapt.data.synthetic.audio.synthesize` (1 s at
 16 kHz, no files), turned into log-mel filterbanks by the very ``ASTFeatureExtractor`` that is saved with
 the model (64 mel bins, padded to 100 frames; normalised with the mean / std of these features, measured on
 the training pool), so ``AutoFeatureExtractor`` preprocessing matches training exactly. The [CLS] token
 after the final LayerNorm (``last_hidden_state[:, 0]``) feeds two linear heads:
 
-* the sound class, one of :data:`~mmadapt.data.synthetic_audio.CLASSES` (tone, rising / falling chirp,
+* the sound class, one of :data:`~mmadapt.data.synthetic.audio.CLASSES` (tone, rising / falling chirp,
   AM tone, noise);
 * the coarse pitch band of the clip, ``low`` / ``mid`` / ``high`` (see :func:`base_frequency` and
   :func:`pitch_band`; noise has no pitch and is left out of that loss), so the [CLS] also carries an
@@ -40,7 +40,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mmadapt.data.synthetic_audio import CLASSES, synthesize
+from mmadapt.data.synthetic.audio import CLASSES, synthesize
 from mmadapt.zoo.pretrain import autocast, pretrain
 
 CODE_VERSION = 1

@@ -10,9 +10,9 @@ them, in exactly the formats the library uses later::
     motion   "the disc moves up . question: which way does the shape move? answer: up question: ...</s>"
     sound    "the sound is a rising chirp . caption: a tone rises in pitch</s>"
 
-where ``facts = scene_facts(scene, rng)`` (see :mod:`mmadapt.data.scenes`); the motion and sound texts tell
+where ``facts = scene_facts(scene, rng)`` (see :mod:`mmadapt.data.synthetic.scene_world`); the motion and sound texts tell
 the synthetic clips of the video QA and audio captioning sets in words
-(:mod:`mmadapt.data.synthetic_media_text`), so the LM knows their vocabulary as a pretrained LM would. The key–value texts use random
+(:mod:`mmadapt.data.synthetic.media_text`), so the LM knows their vocabulary as a pretrained LM would. The key–value texts use random
 names and values, so the model learns to look things up in context in general, not just to memorise the
 scene vocabulary; the copy texts give a dense signal to the look-back-and-copy (induction) heads that such
 reading is built on. Up to ``max_questions`` questions share one context, and the loss weighs answers 1 and
@@ -38,11 +38,11 @@ from pathlib import Path
 
 import torch
 
-from mmadapt.data import scenes as S
-from mmadapt.data import synthetic_media_text as M
-from mmadapt.data.synthetic_audio import CLASSES as SOUND_CLASSES
-from mmadapt.data.synthetic_video import CLASSES as MOTION_CLASSES
-from mmadapt.data.synthetic_video import SHAPES as MOTION_SHAPES
+from mmadapt.data.synthetic import scene_world as S
+from mmadapt.data.synthetic import media_text as M
+from mmadapt.data.synthetic.audio import CLASSES as SOUND_CLASSES
+from mmadapt.data.synthetic.video import CLASSES as MOTION_CLASSES
+from mmadapt.data.synthetic.video import SHAPES as MOTION_SHAPES
 from mmadapt.errors import ConfigError
 from mmadapt.zoo.pretrain import autocast, pretrain
 

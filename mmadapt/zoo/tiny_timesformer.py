@@ -1,7 +1,7 @@
 """``zoo:tiny-timesformer``: a small HF ``TimesformerModel`` (divided space-time attention) pretrained here to
 see the synthetic moving-shape clips.
 
-Training clips are fresh random clips of :mod:`mmadapt.data.synthetic_video` (``sample_moving_shape`` +
+Training clips are fresh random clips of :mod:`mmadapt.data.synthetic.video` (``sample_moving_shape`` +
 ``render_clip``, drawn in memory, no files), normalised exactly as :meth:`HFTimeSformer.preprocess
 <mmadapt.backbones.video.HFTimeSformer.preprocess>` does with the ``VideoMAEImageProcessor`` saved beside the
 model (``(x / 255 - mean) / std``). The [CLS] token after the final layernorm (``last_hidden_state[:, 0]``)
@@ -40,7 +40,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mmadapt.data.synthetic_video import CLASSES, SHAPES, render_clip, sample_moving_shape
+from mmadapt.data.synthetic.video import CLASSES, SHAPES, render_clip, sample_moving_shape
 from mmadapt.zoo.pretrain import autocast, pretrain
 from mmadapt.zoo.tiny_vit import sincos_2d
 

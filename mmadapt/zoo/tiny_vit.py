@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from mmadapt.data import scenes as S
+from mmadapt.data.synthetic import scene_world as S
 from mmadapt.zoo.pretrain import autocast, pretrain
 
 CODE_VERSION = 2

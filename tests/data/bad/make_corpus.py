@@ -477,19 +477,19 @@ LOADER_CALLS: dict[str, str] = {
     "load_table": "mmadapt.io.table.load_table(file, TableSchema(numeric=['x'], categorical=['colour'], "
                   "target='label'))",
     "load_graph": "mmadapt.io.graph.load_graph(file, max_nodes=4096) (the graph tokenizer's default limit)",
-    "load_vqa": "mmadapt.data.vqa_v2.load_vqa(file, check_images=False)",
-    "load_vqa+annotations": "mmadapt.data.vqa_v2.load_vqa('ok_vqa_questions.json', file, check_images=False)",
+    "load_vqa": "mmadapt.data.formats.vqa_v2.load_vqa(file, check_images=False)",
+    "load_vqa+annotations": "mmadapt.data.formats.vqa_v2.load_vqa('ok_vqa_questions.json', file, check_images=False)",
     "score_vqa_files": "mmadapt.eval.vqa_metric.score_vqa_files('ok_vqa_questions.json', "
                        "'ok_vqa_annotations.json', file)",
-    "load_vqa_results": "mmadapt.data.vqa_v2.load_vqa_results(file)",
-    "load_coco_captions": "mmadapt.data.coco_captions.load_coco_captions(file, 'images', check_images=False)",
-    "load_karpathy": "mmadapt.data.coco_captions.load_karpathy(file, 'images', 'test', check_images=False)",
+    "load_vqa_results": "mmadapt.data.formats.vqa_v2.load_vqa_results(file)",
+    "load_coco_captions": "mmadapt.data.formats.coco_captions.load_coco_captions(file, 'images', check_images=False)",
+    "load_karpathy": "mmadapt.data.formats.karpathy.load_karpathy(file, 'images', 'test', check_images=False)",
     "score_caption_files": "mmadapt.eval.caption_metric.score_caption_files('ok_captions.json', file)",
-    "manifest": "ClassificationTask('cls', TaskConfig(train=DatasetConfig(format='manifest', annotations=file)))"
+    "manifest": "ClassificationTask('cls', TaskConfig(train=make_dataset('manifest', annotations=file)))"
                 ".records('train') (mmadapt.tasks.classification)",
-    "load_video_qa": "mmadapt.data.video_qa.load_video_qa(file) (template '{video}' for videoqa_traversal.json)",
-    "load_audiocaps": "mmadapt.data.audiocaps.load_audiocaps(file)",
-    "read_captions": "mmadapt.tasks.retrieval.read_captions(file, <this folder>, '{video_id}.mp4')",
+    "load_video_qa": "mmadapt.data.formats.msrvtt_qa.load_video_qa(file) (template '{video}' for videoqa_traversal.json)",
+    "load_audiocaps": "mmadapt.data.formats.audiocaps.load_audiocaps(file)",
+    "read_captions": "mmadapt.data.formats.msrvtt_retrieval.read_captions(file, <this folder>, '{video_id}.mp4')",
     "Config.from_yaml": "mmadapt.config.Config.from_yaml(file)",
 }
 

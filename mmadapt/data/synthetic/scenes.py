@@ -1,6 +1,6 @@
 """Write the synthetic scenes task to disk in the official VQA v2 and COCO captions formats.
 
-The scenes, questions and captions come from :mod:`mmadapt.data.scenes`; this module only lays them out as
+The scenes, questions and captions come from :mod:`mmadapt.data.synthetic.scene_world`; this module only lays them out as
 files, so every loader and evaluator written for the real datasets runs unchanged on them::
 
     root/
@@ -40,13 +40,16 @@ import random
 import re
 import zlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mmadapt.data import scenes
+from mmadapt.config import DatasetConfig
 from mmadapt.data._records import PathLike, read_json, write_json_atomic
-from mmadapt.data.coco_captions import CaptionSample, load_coco_captions
-from mmadapt.data.vqa_v2 import VQASample, load_vqa
+from mmadapt.data.formats.coco_captions import CaptionSample, load_coco_captions
+from mmadapt.data.formats.vqa_v2 import VQASample, load_vqa
+from mmadapt.data.split import ReadContext, Split, register_format, require_fields
+from mmadapt.data.synthetic import scene_world as scenes
 from mmadapt.errors import ConfigError, DataError
 from mmadapt.io._files import resolve_inside
 
@@ -216,7 +219,7 @@ def read_manifest(root: PathLike) -> dict[str, Any]:
 
 
 def load_scenes_vqa(root: PathLike, split: str, check_images: bool = True) -> list[VQASample]:
-    """The VQA samples of ``split`` of the synthetic dataset at ``root`` (via :func:`~mmadapt.data.vqa_v2.load_vqa`)."""
+    """The VQA samples of ``split`` of the synthetic dataset at ``root`` (via :func:`~mmadapt.data.formats.vqa_v2.load_vqa`)."""
     root = Path(root)
     entry = _split_entry(root, split)
     paths = _entry_paths(root, entry)
@@ -329,3 +332,26 @@ def _entry_paths(root: Path, entry: dict[str, Any]) -> dict[str, Path]:
         "images": resolve_inside(root, entry["image_root"], f"{source} image_root"),
         "manifest": root / MANIFEST,
     }
+
+
+@dataclass
+class SyntheticScenesConfig(DatasetConfig):
+    """The synthetic scenes set (VQA v2 questions / annotations and COCO captions) under ``root``, written if
+    missing: ``split`` and ``n_images`` choose the part, ``seed`` makes it reproducible."""
+
+    root: str | None = None
+    split: str | None = None
+    n_images: int | None = None
+    seed: int = 0
+
+
+@register_format("synthetic_scenes", SyntheticScenesConfig, serves=("vqa", "caption"))
+def read_synthetic_scenes(cfg: SyntheticScenesConfig, ctx: ReadContext) -> Split:
+    require_fields(cfg, ("root", "split", "n_images"), ctx.where)
+    paths = ensure_scenes_dataset(cfg.root, {cfg.split: cfg.n_images}, seed=cfg.seed)[cfg.split]
+    if ctx.kind == "caption":
+        return Split("caption", load_scenes_captions(cfg.root, cfg.split))
+    entry = read_manifest(cfg.root)["splits"][cfg.split]
+    samples = load_vqa(paths["questions"], paths.get("annotations"), image_root=paths["images"],
+                       image_template=entry["image_template"])
+    return Split("vqa", samples, questions=paths["questions"], annotations=paths.get("annotations"))

@@ -1,8 +1,6 @@
-"""Real point-cloud classification sets laid out as their official downloads: ModelNet40 / ModelNet10 and
-ScanObjectNN. Each reader is a function returning ``[(source, class name)]``, what
-:class:`~mmadapt.tasks.classification.ClassificationTask` trains and scores on.
-
-ModelNet (:func:`modelnet_records`, format ``modelnet40``), either official layout; which one is detected
+"""ModelNet40 / ModelNet10 point-cloud classification (format ``modelnet40``) laid out as the official
+downloads: :func:`modelnet_records` returns ``[(source, class name)]``, what a classification task trains
+and scores on. Either official layout; which one is detected
 from the files in ``root``:
 
 * Princeton ``ModelNet40/`` (or ``ModelNet10/``): meshes at ``<root>/<class>/<train|test>/<class>_0001.off``;
@@ -15,11 +13,6 @@ from the files in ``root``:
 Sources are file paths (``str``), read later by the point-cloud tokenizer; records are sorted by
 (class, file name) whatever the order of a split file.
 
-ScanObjectNN (:func:`scanobjectnn_records`, format ``scanobjectnn``): one ``.h5`` file of the official
-``h5_files`` download (e.g. ``main_split/training_objectdataset_augmentedrot_scale75.h5``) with datasets
-``data`` ``[M, 2048, 3]`` and ``label`` ``[M]`` (index into :data:`SCANOBJECTNN_CLASSES`). The whole file is
-read once; sources are float32 tensors ``[2048, 3]`` (views of one ``[M, 2048, 3]`` tensor), in file order.
-
 Every problem is a one-line :class:`~mmadapt.errors.DataError` that names the file or folder (and the line
 or row); a bad argument is a :class:`~mmadapt.errors.ConfigError`.
 """
@@ -27,28 +20,21 @@ or row); a bad argument is a :class:`~mmadapt.errors.ConfigError`.
 from __future__ import annotations
 
 import os
-from functools import lru_cache
+from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
+from mmadapt.config import DatasetConfig
+from mmadapt.data.split import ReadContext, Split, register_format
 from mmadapt.errors import ConfigError, DataError
 from mmadapt.io._files import resolve_inside
 
 __all__ = [
     "MODELNET_NAMES",
     "MODELNET_SPLITS",
-    "SCANOBJECTNN_CLASSES",
     "modelnet_layout",
     "modelnet_records",
-    "scanobjectnn_records",
 ]
 
-#: the 15 ScanObjectNN classes, in the official label-index order
-SCANOBJECTNN_CLASSES: tuple[str, ...] = (
-    "bag", "bin", "box", "cabinet", "chair", "desk", "display", "door", "shelf", "table",
-    "bed", "pillow", "sink", "sofa", "toilet",
-)  # fmt: skip
 #: the ``name`` values of the Pointnet++ resampled layout (its list files are ``<name>_*.txt``)
 MODELNET_NAMES: tuple[str, ...] = ("modelnet40", "modelnet10")
 #: the splits of both ModelNet layouts
@@ -155,43 +141,22 @@ def _list_lines(path: Path) -> list[tuple[int, str]]:
     return [(n, line.strip()) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
 
 
-# --------------------------------------------------------------------------------------------- ScanObjectNN
-def scanobjectnn_records(path: str | os.PathLike[str]) -> list[tuple[torch.Tensor, str]]:
-    """``[(points float32 [N, 3], class name)]`` of a ScanObjectNN ``.h5`` file, in file order.
+@dataclass
+class ModelNetConfig(DatasetConfig):
+    """ModelNet: ``root`` = the official dataset folder (Princeton's ``ModelNet40/`` or Pointnet++'s
+    ``modelnet40_normal_resampled/``, detected from the files), ``split`` train / test, ``name`` modelnet40
+    (default) or modelnet10."""
 
-    The file is read once per (path, size, modification time); later calls reuse it.
-
-    Raises:
-        DataError: a missing / unreadable file, a missing ``data`` or ``label`` dataset, mismatched lengths,
-            non-finite coordinates (see :func:`mmadapt.io.point_cloud.load_h5_point_clouds`), a label outside
-            ``[0, 15)`` (file and row named), or a file without samples.
-    """
-    where = os.fspath(path)
-    try:
-        stat = os.stat(where)
-        key = (os.path.abspath(where), stat.st_size, stat.st_mtime_ns)
-    except OSError:
-        key = None  # let the loader report the problem
-    if key is None:
-        return list(_read_scanobjectnn(where))
-    return list(_cached_scanobjectnn(where, *key))
+    root: str | None = None
+    split: str | None = None
+    name: str | None = None
 
 
-@lru_cache(maxsize=2)
-def _cached_scanobjectnn(where: str, _abspath: str, _size: int, _mtime_ns: int) -> tuple[tuple[torch.Tensor, str], ...]:
-    return _read_scanobjectnn(where)
-
-
-def _read_scanobjectnn(where: str) -> tuple[tuple[torch.Tensor, str], ...]:
-    from mmadapt.io.point_cloud import load_h5_point_clouds
-
-    points, labels = load_h5_point_clouds(where)
-    if not len(labels):
-        raise DataError(f"{where}: no samples (dataset 'label' is empty)")
-    n_classes = len(SCANOBJECTNN_CLASSES)
-    bad = torch.nonzero((labels < 0) | (labels >= n_classes)).flatten()
-    if len(bad):
-        row = int(bad[0])
-        raise DataError(f"{where}: row {row}: label {int(labels[row])} is outside [0, {n_classes}) "
-                        f"(the {n_classes} ScanObjectNN classes)")
-    return tuple((points[i], SCANOBJECTNN_CLASSES[label]) for i, label in enumerate(labels.tolist()))
+@register_format("modelnet40", ModelNetConfig, serves=("labelled",))
+def read_modelnet(cfg: ModelNetConfig, ctx: ReadContext) -> Split:
+    name = cfg.name or "modelnet40"
+    if not cfg.root or cfg.split not in MODELNET_SPLITS or name not in MODELNET_NAMES:
+        raise ConfigError(f"{ctx.where}: modelnet40 needs root (the dataset folder), split (train or test) and "
+                          f"optionally name (modelnet40 or modelnet10); got root={cfg.root!r}, "
+                          f"split={cfg.split!r}, name={cfg.name!r}")
+    return Split("labelled", modelnet_records(cfg.root, cfg.split, name))

@@ -1,4 +1,4 @@
-"""Readers and writers for COCO captions: the official annotations JSON and Karpathy's split file.
+"""COCO captions: the official annotations JSON (format ``coco_captions``) and the results file.
 
 Official captions file (``captions_val2014.json``; ``image_info_test2014.json`` has no ``annotations``)::
 
@@ -6,16 +6,6 @@ Official captions file (``captions_val2014.json``; ``image_info_test2014.json`` 
      "images": [{"id": 391895, "file_name": "COCO_val2014_000000391895.jpg", "width": 640, "height": 360,
                  ...}, ...],
      "annotations": [{"image_id": 391895, "id": 770337, "caption": "A man riding a bike."}, ...]}
-
-Karpathy split file (``dataset_coco.json``; splits ``train`` / ``restval`` / ``val`` / ``test``; the same
-layout serves ``dataset_flickr8k.json`` / ``dataset_flickr30k.json``, which have no ``filepath`` /
-``cocoid``)::
-
-    {"dataset": "coco",
-     "images": [{"filepath": "val2014", "filename": "COCO_val2014_000000391895.jpg", "imgid": 0,
-                 "split": "test", "cocoid": 391895, "sentids": [...],
-                 "sentences": [{"raw": "A man riding a bike.", "tokens": ["a", "man", ...],
-                                "imgid": 0, "sentid": 770337}, ...]}, ...]}
 
 Results file (what the COCO caption evaluator reads)::
 
@@ -28,7 +18,7 @@ Every problem in a file is a :class:`~mmadapt.errors.DataError` naming the file 
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,20 +32,17 @@ from mmadapt.data._records import (
     result_id,
     write_json_atomic,
 )
+from mmadapt.config import DatasetConfig
+from mmadapt.data.split import ReadContext, Split, register_format
 from mmadapt.errors import ConfigError, DataError
 from mmadapt.io._files import resolve_inside
 
 __all__ = [
-    "KARPATHY_SPLITS",
     "CaptionSample",
     "load_caption_results",
     "load_coco_captions",
-    "load_karpathy",
     "write_caption_results",
 ]
-
-KARPATHY_SPLITS: tuple[str, ...] = ("train", "restval", "val", "test")
-
 
 @dataclass
 class CaptionSample:
@@ -109,58 +96,19 @@ def load_coco_captions(
     return samples
 
 
-def load_karpathy(
-    split_path: PathLike,
-    image_root: PathLike,
-    split: str | Collection[str],
-    check_images: bool = True,
-) -> list[CaptionSample]:
-    """Read the images of ``split`` from a Karpathy split file, in file order.
+@dataclass
+class COCOCaptionsConfig(DatasetConfig):
+    """COCO captions: ``annotations`` = the official captions JSON, images under ``image_root``."""
 
-    ``split`` is one of :data:`KARPATHY_SPLITS` or several of them: the usual 113k-image COCO training set is
-    ``("train", "restval")`` (``"train"`` alone is Karpathy's 82,783 images). Image ids are ``cocoid`` when
-    present, else ``imgid`` (Flickr files); image paths are ``image_root / filepath / filename``
-    (``image_root / filename`` when there is no ``filepath``). Captions are the ``raw`` sentences, stripped.
+    annotations: str | None = None
+    image_root: str | None = None
 
-    Raises:
-        ConfigError: an unknown split name.
-        DataError: a missing or malformed file or field, a duplicate image id, no image in ``split``, or
-            (with ``check_images``) missing image files (first path and count).
-    """
-    wanted = {split} if isinstance(split, str) else set(split)
-    unknown = wanted - set(KARPATHY_SPLITS)
-    if unknown or not wanted:
-        raise ConfigError(f"karpathy split: expected some of {list(KARPATHY_SPLITS)}, got {sorted(wanted)}")
-    sfile = os.fspath(split_path)
-    root = Path(image_root)
-    doc = read_json(sfile)
-    images = require(doc, "images", list, sfile, "")
 
-    samples: list[CaptionSample] = []
-    seen: dict[int, int] = {}
-    for i, im in enumerate(images):
-        where = f"images[{i}]"
-        if require(im, "split", str, sfile, where) not in wanted:
-            continue
-        cocoid = optional(im, "cocoid", int, sfile, where)
-        image_id = cocoid if cocoid is not None else require(im, "imgid", int, sfile, where)
-        if image_id in seen:
-            raise DataError(f"{sfile}: {where} image id {image_id} duplicates images[{seen[image_id]}]")
-        seen[image_id] = i
-        filepath = optional(im, "filepath", str, sfile, where) or ""
-        filename = require(im, "filename", str, sfile, where)
-        sentences = require(im, "sentences", list, sfile, where)
-        captions = [
-            require(s, "raw", str, sfile, f"{where}.sentences[{j}]").strip() for j, s in enumerate(sentences)
-        ]
-        image_path = resolve_inside(root, os.path.join(filepath, filename), f"{sfile}: {where}")
-        samples.append(CaptionSample(image_id, image_path, captions))
-
-    if not samples:
-        raise DataError(f"{sfile}: no images with split in {sorted(wanted)}")
-    if check_images:
-        check_images_exist((s.image_path for s in samples), sfile, f"image_root={root}")
-    return samples
+@register_format("coco_captions", COCOCaptionsConfig, serves=("caption",))
+def read_coco_captions(cfg: COCOCaptionsConfig, ctx: ReadContext) -> Split:
+    if cfg.annotations is None:
+        raise ConfigError(f"{ctx.where}.annotations: required for format coco_captions")
+    return Split("caption", load_coco_captions(cfg.annotations, cfg.image_root))
 
 
 def write_caption_results(path: PathLike, results: Iterable[tuple[int, str]]) -> Path:

@@ -1,5 +1,5 @@
 """A generated multi-task dense scene set with exact per-pixel labels, written in the PASCAL-Context
-multi-task layout, so :mod:`mmadapt.data.pascal_context` reads it like the real benchmark.
+multi-task layout, so :mod:`mmadapt.data.formats.pascal_context` reads it like the real benchmark.
 
 Each image (default 64×64) shows 1–3 objects of :data:`SHAPES` standing on a ground plane. Every object is a
 height field over the image plane with an analytic gradient:
@@ -18,7 +18,7 @@ be read from the pixels. Labels, per pixel:
 * ``parts``: the quadrant of the pixel within its own object, relative to the object's centre in image axes:
   0 background, 1 top-left, 2 top-right, 3 bottom-left, 4 bottom-right (:data:`PARTS_CLASSES`);
 * ``saliency``: the largest visible object (by pixel count; the first drawn on ties) is salient;
-* ``normals``: png-encoded (:func:`~mmadapt.data.pascal_context.encode_png_normals`).
+* ``normals``: png-encoded (:func:`~mmadapt.data.formats.pascal_context.encode_png_normals`).
 
 Files (``id = {split}_{index:05d}``)::
 
@@ -47,8 +47,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mmadapt.data.generated import ensure_generated
-from mmadapt.data.pascal_context import IMAGE_DIR, METADATA_FILE, SPLIT_DIR, TASK_DIRS, encode_png_normals
+from mmadapt.data.formats.pascal_context import (
+    IMAGE_DIR,
+    METADATA_FILE,
+    SPLIT_DIR,
+    TASK_DIRS,
+    dense_split,
+    encode_png_normals,
+)
+from mmadapt.data.split import ReadContext, Split, register_format, require_fields
+from mmadapt.data.synthetic.generated import GeneratedConfig, ensure_generated
 from mmadapt.errors import ConfigError
 
 __all__ = [
@@ -75,7 +83,7 @@ _AMBIENT = 0.3
 _NOISE = 0.02  # image noise standard deviation (intensity 0..1)
 _MAX_SLOPE = 20.0  # gradient magnitude cap (the rim of a dome / ridge is vertical)
 _DESCRIPTION = (
-    "Synthetic multi-task dense scenes (mmadapt.data.synthetic_dense): 1-3 height-field objects (dome, pyramid, "
+    "Synthetic multi-task dense scenes (mmadapt.data.synthetic.dense): 1-3 height-field objects (dome, pyramid, "
     "ridge, box, cone) on a ground plane, Lambertian-shaded; exact semseg (shape class), parts (quadrant of "
     "the pixel within its object), saliency (largest visible object) and surface normals."
 )
@@ -143,7 +151,7 @@ def write_dense_dataset(root: PathLike, split: str, n_samples: int, seed: int, s
 
 
 def ensure_dense_dataset(root: PathLike, split: str, n_samples: int, seed: int, size: int = 64) -> Path:
-    """:func:`write_dense_dataset` through :func:`~mmadapt.data.generated.ensure_generated`: written once
+    """:func:`write_dense_dataset` through :func:`~mmadapt.data.synthetic.generated.ensure_generated`: written once
     under a lock, reused while the request (n_samples, seed, size) is unchanged. Returns the split list."""
     return ensure_generated(root, split, n_samples, seed, write_dense_dataset, size=size)
 
@@ -151,7 +159,7 @@ def ensure_dense_dataset(root: PathLike, split: str, n_samples: int, seed: int, 
 def _write_metadata(root: Path, split: str) -> None:
     """``mmadapt_dense.json``: the same bytes for every split (splits may be written in parallel)."""
     meta = {
-        "generator": "mmadapt.data.synthetic_dense",
+        "generator": "mmadapt.data.synthetic.dense",
         "version": GENERATOR_VERSION,
         "description": _DESCRIPTION,
         "tasks": {
@@ -335,3 +343,16 @@ _PARAMS: dict[str, Callable[[np.random.Generator, int], dict[str, float]]] = {
     "dome": _dome_params, "pyramid": _pyramid_params, "ridge": _ridge_params, "box": _box_params,
     "cone": _cone_params,
 }  # fmt: skip
+
+
+@dataclass
+class SyntheticDenseConfig(GeneratedConfig):
+    """Generated scenes with exact labels for every dense task, in the PASCAL-Context multi-task layout under
+    ``root`` (``split``, ``n_samples``, ``seed``)."""
+
+
+@register_format("synthetic_dense", SyntheticDenseConfig, serves=("dense",))
+def read_synthetic_dense(cfg: SyntheticDenseConfig, ctx: ReadContext) -> Split:
+    require_fields(cfg, ("root", "split", "n_samples"), ctx.where)
+    ensure_dense_dataset(cfg.root, cfg.split, cfg.n_samples, cfg.seed)
+    return dense_split(cfg.root, cfg.split, ctx)

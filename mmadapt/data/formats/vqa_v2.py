@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import string
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,8 @@ from mmadapt.data._records import (
     result_id,
     write_json_atomic,
 )
+from mmadapt.config import DatasetConfig
+from mmadapt.data.split import ReadContext, Split, register_format
 from mmadapt.errors import ConfigError, DataError
 from mmadapt.io._files import resolve_inside
 
@@ -52,6 +55,7 @@ __all__ = [
     "format_image_path",
     "load_vqa",
     "load_vqa_results",
+    "training_answer",
     "write_vqa_results",
 ]
 
@@ -75,6 +79,37 @@ class VQASample:
     multiple_choice_answer: str | None = None
     question_type: str | None = None
     answer_type: str | None = None
+
+
+def training_answer(sample: VQASample) -> str | None:
+    """The answer a question trains on: its ``multiple_choice_answer`` (the most common human answer), else
+    the most common of its ``answers``; ``None`` without answers (a test split)."""
+    if sample.multiple_choice_answer:
+        return sample.multiple_choice_answer
+    if sample.answers:
+        return Counter(sample.answers).most_common(1)[0][0]
+    return None
+
+
+@dataclass
+class VQAv2Config(DatasetConfig):
+    """The official VQA v2 files: ``questions`` (+ ``annotations``, absent for test splits) JSON, images
+    under ``image_root`` named by ``image_template`` (default COCO's
+    ``COCO_{data_subtype}_{image_id:012d}.jpg``)."""
+
+    questions: str | None = None
+    annotations: str | None = None
+    image_root: str | None = None
+    image_template: str | None = None
+
+
+@register_format("vqa_v2", VQAv2Config, serves=("vqa",))
+def read_vqa_v2(cfg: VQAv2Config, ctx: ReadContext) -> Split:
+    if cfg.questions is None:
+        raise ConfigError(f"{ctx.where}.questions: required for format vqa_v2")
+    samples = load_vqa(cfg.questions, cfg.annotations, image_root=cfg.image_root, image_template=cfg.image_template)
+    return Split("vqa", samples, questions=Path(cfg.questions),
+                 annotations=Path(cfg.annotations) if cfg.annotations else None)
 
 
 def load_vqa(

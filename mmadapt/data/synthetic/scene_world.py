@@ -2,7 +2,7 @@
 
 This module holds the *logic* of the synthetic vision-language task (what a scene is, how it is drawn,
 which questions and captions describe it). Writing it to disk in the official VQA v2 / COCO formats lives
-in :mod:`mmadapt.data.synthetic`; the zoo uses the same logic to pretrain its tiny ViT (on rendered
+in :mod:`mmadapt.data.synthetic.scenes`; the zoo uses the same logic to pretrain its tiny ViT (on rendered
 scenes) and its tiny LM (on text that states scene facts and asks about them).
 
 A scene holds 1..``max_objects`` objects; within one scene shapes are distinct and colours are distinct,

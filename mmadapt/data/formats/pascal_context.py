@@ -13,7 +13,7 @@ surface normals), as used by the multi-task benchmarks of Maninis et al. (ASTMT)
 This module's one job is turning those files into arrays: :func:`read_dense_split` lists a split's samples
 (image + the label file of each task that has one), :func:`load_dense_labels` decodes the labels,
 :func:`load_dense_image` the image, :func:`class_names` names the classes. The synthetic set of
-:mod:`mmadapt.data.synthetic_dense` is written in the same layout, so this one reader serves both.
+:mod:`mmadapt.data.synthetic.dense` is written in the same layout, so this one reader serves both.
 
 Label conventions (what losses and metrics receive):
 
@@ -41,6 +41,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from mmadapt.config import DatasetConfig
+from mmadapt.data.split import LabelSpace, ReadContext, Split, register_format, require_fields
 from mmadapt.errors import ConfigError, DataError
 from mmadapt.io._files import check_file, one_line
 from mmadapt.io.image import load_image
@@ -108,6 +110,30 @@ class DenseSample:
     id: str
     image: Path
     labels: dict[str, Path]
+
+
+# ------------------------------------------------------------------------------------------------ format
+@dataclass
+class PascalContextConfig(DatasetConfig):
+    """PASCAL-Context multi-task: ``root`` = the multi-task layout (``JPEGImages/``,
+    ``semseg/pascal-context/``, ``human_parts/``, ``sal_distill/``, ``normals_distill/``,
+    ``ImageSets/Context/<split>.txt``); ``split`` train / val."""
+
+    root: str | None = None
+    split: str | None = None
+
+
+@register_format("pascal_context", PascalContextConfig, serves=("dense",))
+def read_pascal_context(cfg: PascalContextConfig, ctx: ReadContext) -> Split:
+    require_fields(cfg, ("root", "split"), ctx.where)
+    return dense_split(cfg.root, cfg.split, ctx)
+
+
+def dense_split(root: PathLike, split: str, ctx: ReadContext) -> Split:
+    """A split of the layout at ``root`` with the label files of ``ctx.dense_tasks``, and the class names of
+    its classification tasks (everything but ``normals``)."""
+    classes = {task: class_names(root, task) for task in ctx.dense_tasks if task != "normals"}
+    return Split("dense", read_dense_split(root, split, ctx.dense_tasks), LabelSpace(dense_classes=classes))
 
 
 # ------------------------------------------------------------------------------------------------ listing

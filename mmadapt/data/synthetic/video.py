@@ -31,7 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mmadapt.data._manifest import balanced_label, check_split_n_seed, write_manifest
+from mmadapt.data.formats.manifest import manifest_records
+from mmadapt.data.split import ReadContext, Split, register_format
+from mmadapt.data.synthetic._manifest import balanced_label, check_split_n_seed, write_manifest
+from mmadapt.data.synthetic.generated import GeneratedConfig, generate
 from mmadapt.errors import ConfigError
 from mmadapt.io.video import write_video
 
@@ -140,3 +143,14 @@ def write_video_dataset(
         write_video(root / relative, render_clip(clip, size, n_frames), fps)
         records.append({"path": relative, "label": label, "shape": clip.shape})
     return write_manifest(root / f"{split}.jsonl", records)
+
+
+@dataclass
+class SyntheticVideoConfig(GeneratedConfig):
+    """Clips of a shape moving in one of four directions, labelled by the direction. Generated under ``root`` (``split``, ``n_samples``, ``seed``)."""
+
+
+@register_format("synthetic_video", SyntheticVideoConfig, serves=("labelled",))
+def read_synthetic_video(cfg: SyntheticVideoConfig, ctx: ReadContext) -> Split:
+    path = generate(cfg, ctx, write_video_dataset)
+    return Split("labelled", manifest_records(path, path.parent, ctx.label_key))

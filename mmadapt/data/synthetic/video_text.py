@@ -30,12 +30,18 @@ import itertools
 import json
 import os
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from mmadapt.data._manifest import check_split_n_seed, write_manifest
-from mmadapt.data.synthetic_video import SHAPES
+from mmadapt.data.formats.manifest import manifest_records
+from mmadapt.data.formats.msrvtt_qa import load_video_qa
+from mmadapt.data.formats.msrvtt_retrieval import read_captions
+from mmadapt.data.split import ReadContext, Split, register_format
+from mmadapt.data.synthetic._manifest import check_split_n_seed, write_manifest
+from mmadapt.data.synthetic.generated import GeneratedConfig, generate
+from mmadapt.data.synthetic.video import SHAPES
 from mmadapt.errors import ConfigError
 from mmadapt.io.video import write_video
 
@@ -114,3 +120,21 @@ def _atomic_write(path: Path, text: str) -> Path:
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+@dataclass
+class SyntheticVideoTextConfig(GeneratedConfig):
+    """Colour-cycle clips (meaning in frame order), generated under ``root`` (``split``, ``n_samples``,
+    ``seed``): read as retrieval pairs (one caption a clip), video QA (two questions a clip) or
+    classification (the cycle)."""
+
+
+@register_format("synthetic_video_text", SyntheticVideoTextConfig, serves=("pairs", "vqa", "labelled"))
+def read_synthetic_video_text(cfg: SyntheticVideoTextConfig, ctx: ReadContext) -> Split:
+    captions = generate(cfg, ctx, write_video_text_dataset)
+    root = Path(cfg.root)
+    if ctx.kind == "pairs":
+        return Split("pairs", read_captions(captions, root, "{video}"))
+    if ctx.kind == "vqa":
+        return Split("vqa", load_video_qa(root / f"{cfg.split}_qa.json", root, "{video}"))
+    return Split("labelled", manifest_records(captions.with_name(f"{cfg.split}.jsonl"), root, ctx.label_key))

@@ -6,7 +6,7 @@ The format (one JSON file per split, a list)::
 
 MSRVTT-QA names videos ``video{video_id}.mp4`` (default ``template``); MSVD-QA's files carry the clip name in
 ``"video"`` (e.g. ``"-4wsuPCjDBc_5_15"``) — use ``template: "{video}.avi"``. Each question becomes a
-:class:`~mmadapt.data.vqa_v2.VQASample` whose ``image_path`` is the video file, and
+:class:`~mmadapt.data.formats.vqa_v2.VQASample` whose ``image_path`` is the video file, and
 :func:`write_vqa_files` writes the VQA v2 questions / annotations equivalents (the one answer repeated ten
 times), so the official VQA accuracy of :mod:`mmadapt.eval.vqa_metric` scores it: with ten identical answers
 it is exact match (the official scorer normalises answers only when the ten differ) — the standard video-QA
@@ -17,14 +17,35 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
-from mmadapt.data.vqa_v2 import VQASample
-from mmadapt.errors import DataError
+from mmadapt.config import DatasetConfig
+from mmadapt.data.formats.vqa_v2 import VQASample
+from mmadapt.data.split import ReadContext, Split, register_format
+from mmadapt.errors import ConfigError, DataError
 from mmadapt.io._files import template_path
 
 PathLike = str | os.PathLike[str]
 DEFAULT_TEMPLATE = "video{video_id}.mp4"
+
+
+@dataclass
+class MSRVTTQAConfig(DatasetConfig):
+    """Video QA (MSRVTT-QA, MSVD-QA): ``questions`` = the JSON list of {id, video_id, question, answer},
+    videos under ``image_root`` (default: the file's folder) named by ``image_template`` (default
+    ``video{video_id}.mp4``)."""
+
+    questions: str | None = None
+    image_root: str | None = None
+    image_template: str | None = None
+
+
+@register_format("msrvtt_qa", MSRVTTQAConfig, serves=("vqa",))
+def read_msrvtt_qa(cfg: MSRVTTQAConfig, ctx: ReadContext) -> Split:
+    if cfg.questions is None:
+        raise ConfigError(f"{ctx.where}.questions: required for format msrvtt_qa (the QA JSON list)")
+    return Split("vqa", load_video_qa(cfg.questions, cfg.image_root, cfg.image_template))
 
 
 def load_video_qa(path: PathLike, video_root: PathLike | None = None, template: str | None = None) -> list[VQASample]:

@@ -1,6 +1,6 @@
 """An image classification set from the synthetic scenes: how many objects does the picture hold?
 
-Each image is a scene of :mod:`mmadapt.data.scenes` (1–3 objects of distinct shapes and colours at random
+Each image is a scene of :mod:`mmadapt.data.synthetic.scene_world` (1–3 objects of distinct shapes and colours at random
 cells, rendered as PNG); its label is the object count (``one`` / ``two`` / ``three``), which no single
 patch tells — a model has to look over the whole image. Written as ``<root>/<split>/<i>.png`` plus the
 JSON-lines manifest ``<root>/<split>.jsonl`` (``{"path", "label"}`` per line); deterministic given
@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import os
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
-from mmadapt.data import scenes
-from mmadapt.data._manifest import write_manifest
+from mmadapt.data.formats.manifest import manifest_records
+from mmadapt.data.split import ReadContext, Split, register_format
+from mmadapt.data.synthetic import scene_world as scenes
+from mmadapt.data.synthetic._manifest import write_manifest
+from mmadapt.data.synthetic.generated import GeneratedConfig, generate
 
 CLASSES: tuple[str, ...] = ("one", "two", "three")
 
@@ -34,3 +38,14 @@ def write_image_dataset(root: str | os.PathLike[str], split: str, n: int, seed: 
         scenes.render_scene(scene, image_size, rng).save(folder / f"{i:05d}.png")
         records.append({"path": f"{split}/{i:05d}.png", "label": CLASSES[count - 1]})
     return write_manifest(root / f"{split}.jsonl", records)
+
+
+@dataclass
+class SyntheticImagesConfig(GeneratedConfig):
+    """Scene images labelled by their object count (one / two / three). Generated under ``root`` (``split``, ``n_samples``, ``seed``)."""
+
+
+@register_format("synthetic_images", SyntheticImagesConfig, serves=("labelled",))
+def read_synthetic_images(cfg: SyntheticImagesConfig, ctx: ReadContext) -> Split:
+    path = generate(cfg, ctx, write_image_dataset)
+    return Split("labelled", manifest_records(path, path.parent, ctx.label_key))

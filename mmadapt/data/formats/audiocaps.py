@@ -4,7 +4,7 @@ AudioCaps ships ``train.csv`` / ``val.csv`` / ``test.csv`` with the columns
 ``audiocap_id,youtube_id,start_time,caption`` — one row per caption (val / test: five rows per clip). Clips
 are the 10-s segments ``youtube_id`` from ``start_time``; how they are stored is up to the user, so the file
 name comes from ``template`` (default ``"{youtube_id}.wav"``; e.g. ``"{youtube_id}_{start_time}.wav"``).
-Rows of the same clip are grouped into one :class:`~mmadapt.data.coco_captions.CaptionSample` (its
+Rows of the same clip are grouped into one :class:`~mmadapt.data.formats.coco_captions.CaptionSample` (its
 ``image_path`` is the audio file), so captioning trains and scores exactly as for COCO.
 """
 
@@ -12,15 +12,35 @@ from __future__ import annotations
 
 import csv
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
-from mmadapt.data.coco_captions import CaptionSample
-from mmadapt.errors import DataError
+from mmadapt.config import DatasetConfig
+from mmadapt.data.formats.coco_captions import CaptionSample
+from mmadapt.data.split import ReadContext, Split, register_format
+from mmadapt.errors import ConfigError, DataError
 from mmadapt.io._files import not_utf8, one_line, template_path
 
 PathLike = str | os.PathLike[str]
 COLUMNS = ("audiocap_id", "youtube_id", "start_time", "caption")
 DEFAULT_TEMPLATE = "{youtube_id}.wav"
+
+
+@dataclass
+class AudioCapsConfig(DatasetConfig):
+    """AudioCaps: ``annotations`` = the CSV, audio under ``image_root`` (default: the CSV's folder) named by
+    ``image_template`` (default ``{youtube_id}.wav``)."""
+
+    annotations: str | None = None
+    image_root: str | None = None
+    image_template: str | None = None
+
+
+@register_format("audiocaps", AudioCapsConfig, serves=("caption",))
+def read_audiocaps(cfg: AudioCapsConfig, ctx: ReadContext) -> Split:
+    if cfg.annotations is None:
+        raise ConfigError(f"{ctx.where}.annotations: required for format audiocaps (the CSV)")
+    return Split("caption", load_audiocaps(cfg.annotations, cfg.image_root, cfg.image_template))
 
 
 def load_audiocaps(path: PathLike, audio_root: PathLike | None = None, template: str | None = None) -> list[CaptionSample]:

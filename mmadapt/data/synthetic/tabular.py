@@ -1,6 +1,6 @@
-"""Tabular classification sets as CSV: a rule-based synthetic table, and real tables bundled with scikit-learn.
+"""A rule-based synthetic tabular classification set as CSV (format ``synthetic_tabular``).
 
-The synthetic table (:func:`write_tabular_dataset`) has numeric columns ``x0 .. x3`` (standard normal) and
+The table (:func:`write_tabular_dataset`) has numeric columns ``x0 .. x3`` (standard normal) and
 categorical columns ``colour`` (red / green / blue / yellow) and ``size`` (small / medium / large). Its target
 ``label`` (:data:`CLASSES`: low / mid / high) follows a fixed rule that needs both kinds of column::
 
@@ -12,26 +12,23 @@ categorical columns ``colour`` (red / green / blue / yellow) and ``size`` (small
 (an empty CSV field), so a model must cope with missing values. Classes are balanced exactly (rows are drawn
 until each class has its share) and the rule is the same for every split and seed.
 
-:func:`write_sklearn_table` writes a real table that ships inside scikit-learn (no download): ``wine``
-(178 rows, 13 numeric columns, 3 cultivars), ``breast_cancer`` (569 rows, 30 columns, malignant / benign)
-or ``iris`` (150 rows, 4 columns, 3 species), split into ``train`` / ``val`` (stratified, by ``seed``), in
-the same layout: one column per feature and the class name in ``label``.
-
 Every file is a pure function of its arguments, so the same arguments write byte-identical files.
 """
 
 from __future__ import annotations
 
-import csv
 import os
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
+from mmadapt.data.formats.table import read_table_split
+from mmadapt.data.split import ReadContext, Split, register_format
+from mmadapt.data.synthetic.generated import GeneratedConfig, generate
 from mmadapt.errors import ConfigError
-from mmadapt.io.table import TableSchema
+from mmadapt.io.table import TableSchema, write_csv
 
 __all__ = [
     "CLASSES",
@@ -39,14 +36,11 @@ __all__ = [
     "NUMERIC",
     "SIZES",
     "TARGET",
-    "sklearn_table_schema",
     "tabular_schema",
-    "write_sklearn_table",
     "write_tabular_dataset",
 ]
 
 PathLike = str | os.PathLike[str]
-SklearnTable = Literal["wine", "breast_cancer", "iris"]
 
 CLASSES: tuple[str, ...] = ("low", "mid", "high")
 NUMERIC: tuple[str, ...] = ("x0", "x1", "x2", "x3")
@@ -104,45 +98,7 @@ def write_tabular_dataset(root: PathLike, split: str, n: int, seed: int, missing
          CLASSES[label[i]]]
         for i in range(n)
     ]  # fmt: skip
-    return _write_csv(Path(root) / f"{split}.csv", [*NUMERIC, "colour", "size", TARGET], rows)
-
-
-def write_sklearn_table(
-    root: PathLike, name: SklearnTable = "wine", split: str = "train", seed: int = 0, val_fraction: float = 0.25
-) -> Path:
-    """Write the ``train`` or ``val`` part of a scikit-learn bundled table to ``root/{name}_{split}.csv``.
-
-    The split is stratified: ``round(val_fraction · count)`` rows of each class, chosen by ``seed``, are
-    ``val``; the rest are ``train``. Values are written exactly as scikit-learn holds them.
-    """
-    if split not in ("train", "val"):
-        raise ConfigError(f"split: expected 'train' or 'val', got {split!r}")
-    if not 0 < val_fraction < 1:
-        raise ConfigError(f"val_fraction: expected a fraction in (0, 1), got {val_fraction}")
-    bunch = _load_bunch(name)
-    rng = np.random.default_rng([seed, zlib.crc32(name.encode("utf-8"))])
-    in_val = np.zeros(len(bunch.target), dtype=bool)
-    for k in range(len(bunch.target_names)):
-        members = rng.permutation(np.flatnonzero(bunch.target == k))
-        in_val[members[: round(val_fraction * len(members))]] = True
-    picked = np.flatnonzero(in_val if split == "val" else ~in_val)
-    rows = [
-        [*(repr(float(value)) for value in bunch.data[i]), str(bunch.target_names[bunch.target[i]])] for i in picked
-    ]
-    return _write_csv(Path(root) / f"{name}_{split}.csv", [*bunch.feature_names, TARGET], rows)
-
-
-def sklearn_table_schema(name: SklearnTable = "wine") -> TableSchema:
-    """The schema of :func:`write_sklearn_table`'s CSV: every feature numeric, the class names in ``label``."""
-    bunch = _load_bunch(name)
-    classes = [str(value) for value in bunch.target_names]
-    return TableSchema(
-        numeric=list(bunch.feature_names),
-        categorical=[],
-        target=TARGET,
-        categories={TARGET: classes},
-        target_kind="categorical",
-    )
+    return write_csv(Path(root) / f"{split}.csv", [*NUMERIC, "colour", "size", TARGET], rows)
 
 
 def _rule(numeric: np.ndarray, colour: np.ndarray, size: np.ndarray) -> np.ndarray:
@@ -155,22 +111,11 @@ def _rule(numeric: np.ndarray, colour: np.ndarray, size: np.ndarray) -> np.ndarr
     return np.where(score < -_THRESHOLD, 0, np.where(score > _THRESHOLD, 2, 1))
 
 
-def _load_bunch(name: str):
-    from sklearn import datasets
-
-    loaders = {"wine": datasets.load_wine, "breast_cancer": datasets.load_breast_cancer, "iris": datasets.load_iris}
-    if name not in loaders:
-        raise ConfigError(f"name: expected one of {', '.join(loaders)}, got {name!r}")
-    return loaders[name]()
+@dataclass
+class SyntheticTabularConfig(GeneratedConfig):
+    """A rule-based table with numeric and categorical columns and missing cells. Generated under ``root`` (``split``, ``n_samples``, ``seed``)."""
 
 
-def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
-    """Write via a temporary file and a rename, so a killed writer never leaves half a table."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "w", encoding="utf-8", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
-    os.replace(temporary, path)
-    return path
+@register_format("synthetic_tabular", SyntheticTabularConfig, serves=("labelled",))
+def read_synthetic_tabular(cfg: SyntheticTabularConfig, ctx: ReadContext) -> Split:
+    return read_table_split(generate(cfg, ctx, write_tabular_dataset), ctx)

@@ -1,6 +1,8 @@
-"""Write a generated (synthetic) split once and reuse it: ``ensure_generated(root, split, n, seed, writer)``.
+"""Write a generated (synthetic) split once and reuse it: ``ensure_generated(root, split, n, seed, writer)``;
+and :class:`GeneratedConfig`, the keys every generator format shares (``root``, ``split``, ``n_samples``,
+``seed``).
 
-The generators of :mod:`mmadapt.data` (``write_video_dataset``, ``write_point_cloud_dataset``, ...) write a
+The generators of :mod:`mmadapt.data.synthetic` (``write_video_dataset``, ``write_point_cloud_dataset``, ...) write a
 split's files and return its manifest (or table) path. Here a split is written under a file lock (parallel
 test processes or ranks share one copy), and a stamp ``<root>/<split>.stamp.json`` records what was asked
 for (generator, size, seed, options) and the returned path. The stamp is written *last*, so a run killed
@@ -12,13 +14,33 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
 
+from mmadapt.config import DatasetConfig
+from mmadapt.data.split import ReadContext, require_fields
 from mmadapt.errors import DataError
 from mmadapt.io._files import resolve_inside
+
+
+@dataclass
+class GeneratedConfig(DatasetConfig):
+    """A generated split: written under ``root`` if missing (``split``: its name, ``n_samples``, ``seed``),
+    reused while the request is unchanged."""
+
+    root: str | None = None
+    split: str | None = None
+    n_samples: int | None = None
+    seed: int = 0
+
+
+def generate(cfg: GeneratedConfig, ctx: ReadContext, writer: Callable[..., Path], **options: Any) -> Path:
+    """The split ``cfg`` asks for, written by ``writer`` if missing; returns what the writer returns."""
+    require_fields(cfg, ("root", "split", "n_samples"), ctx.where)
+    return ensure_generated(cfg.root, cfg.split, cfg.n_samples, cfg.seed, writer, **options)
 
 
 def ensure_generated(root: str | Path, split: str, n: int, seed: int, writer: Callable[..., Path],

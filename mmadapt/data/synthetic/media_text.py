@@ -1,14 +1,16 @@
 """Text over the synthetic videos and sounds, in the real formats: video QA (MSRVTT-QA JSON) and audio
 captioning (AudioCaps CSV), for eP-ALM's offline video and audio runs.
 
-- :func:`write_videoqa_dataset`: the clips of :func:`~mmadapt.data.synthetic_video.write_video_dataset`
+- :func:`write_videoqa_dataset`: the clips of :func:`~mmadapt.data.synthetic.video.write_video_dataset`
   (a shape moving right / left / down / up) and two questions per clip — "which way does the shape move?"
   (needs the frame order) and "what shape is moving?" (square / disc / diamond) — as ``<split>_qa.json``.
-- :func:`write_audiocaps_dataset`: the clips of :func:`~mmadapt.data.synthetic_audio.write_audio_dataset`
+- :func:`write_audiocaps_dataset`: the clips of :func:`~mmadapt.data.synthetic.audio.write_audio_dataset`
   (tone, rising / falling chirp, pulsing tone, noise) with five reference captions each (paraphrases of the
   sound's class, drawn per clip), as ``<split>.csv`` in the AudioCaps columns.
 
-Both are deterministic given (split, seed) and return the path of the file they wrote.
+Both are deterministic given (split, seed) and return the path of the file they wrote. They are the formats
+``synthetic_videoqa`` and ``synthetic_audiocaps``, registered here together since they share the words of
+this module.
 
 The same clips told in words — :func:`motion_facts` / :func:`motion_questions` and :func:`sound_facts` with
 :data:`CAPTIONS` — are part of the zoo LM's pretraining text (:mod:`mmadapt.zoo.tiny_opt`): a pretrained LM
@@ -22,11 +24,16 @@ import csv
 import json
 import os
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
-from mmadapt.data.synthetic_audio import write_audio_dataset
-from mmadapt.data.synthetic_video import CLASSES as VIDEO_CLASSES
-from mmadapt.data.synthetic_video import write_video_dataset
+from mmadapt.data.formats.audiocaps import load_audiocaps
+from mmadapt.data.formats.msrvtt_qa import load_video_qa
+from mmadapt.data.split import ReadContext, Split, register_format
+from mmadapt.data.synthetic.audio import write_audio_dataset
+from mmadapt.data.synthetic.generated import GeneratedConfig, generate
+from mmadapt.data.synthetic.video import CLASSES as VIDEO_CLASSES
+from mmadapt.data.synthetic.video import write_video_dataset
 
 PathLike = str | os.PathLike[str]
 VIDEO_TEMPLATE = "{video}"  # the synthetic QA files name each clip by its path under the root
@@ -123,3 +130,25 @@ def write_audiocaps_dataset(root: PathLike, split: str, n: int, seed: int) -> Pa
         writer.writerows(rows)
     tmp.replace(path)
     return path
+
+
+@dataclass
+class SyntheticVideoQAConfig(GeneratedConfig):
+    """Moving-shape clips with two questions each (direction, shape) in the MSRVTT-QA layout, generated under
+    ``root`` (``split``, ``n_samples``, ``seed``)."""
+
+
+@register_format("synthetic_videoqa", SyntheticVideoQAConfig, serves=("vqa",))
+def read_synthetic_videoqa(cfg: SyntheticVideoQAConfig, ctx: ReadContext) -> Split:
+    return Split("vqa", load_video_qa(generate(cfg, ctx, write_videoqa_dataset), cfg.root, VIDEO_TEMPLATE))
+
+
+@dataclass
+class SyntheticAudioCapsConfig(GeneratedConfig):
+    """Sound clips with five captions each in the AudioCaps layout, generated under ``root`` (``split``,
+    ``n_samples``, ``seed``)."""
+
+
+@register_format("synthetic_audiocaps", SyntheticAudioCapsConfig, serves=("caption",))
+def read_synthetic_audiocaps(cfg: SyntheticAudioCapsConfig, ctx: ReadContext) -> Split:
+    return Split("caption", load_audiocaps(generate(cfg, ctx, write_audiocaps_dataset), cfg.root, AUDIO_TEMPLATE))
