@@ -27,10 +27,13 @@ java:
 demo: install
 	$(VENV)/bin/mmadapt demo --out $(OUT)
 
+# lint-imports: the layer contract of .importlinter (no module imports from a layer above its own)
 test: install
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: install
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 clean:

@@ -77,8 +77,8 @@ def lm_tokens_per_sample(model, examples) -> float:
         for start in range(0, len(examples), 64):
             inputs, _ = model.collate_train(examples[start:start + 64])
             text = model.tokenize(inputs["prefix"], inputs["target"], inputs["prefix_loss_weight"])
-            perception = model._perception(inputs["pixel_values"].to(model.device))
-            _, _, _, valid = model._prefill_inputs(text, perception)
+            perception = model.perceive(inputs["pixel_values"].to(model.device))
+            _, _, _, valid = model.prefill_inputs(text, perception)
             lengths += valid.sum(dim=1).tolist()
     return statistics.mean(lengths)
 

@@ -186,7 +186,7 @@ def build_model(seed: int = 0):
     adapter_cfg = EPALMConfig()
     adapter_cfg.validate()
     torch.manual_seed(seed + 1)
-    adapter = EPALM(adapter_cfg, vision.hidden_size, vision.num_layers, lm)
+    adapter = EPALM(adapter_cfg, lm, vision)
     model_cfg = ModelConfig(lm=BackboneConfig(name="bench:opt-125m-random"),
                             vision=BackboneConfig(name="bench:vit-b16-random", kind="hf_vit"),
                             adapter=adapter_cfg)

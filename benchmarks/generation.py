@@ -29,7 +29,7 @@ Modes, timed on the same questions in the same process, one after the other:
 
 Reported per mode: wall time, samples/s, generated tokens/s (tokens up to and including EOS, or
 ``max_new_tokens``, counted from the ids each mode decodes), the time spent in the perception (frozen
-encoder + connector: ``model._perception`` is wrapped with a clock) and the rest ("LM": prefill, decoding
+encoder + connector: ``model.perceive`` is wrapped with a clock) and the rest ("LM": prefill, decoding
 steps, Python), the speed-up over one-at-a-time end to end and for the LM part alone, and the number of
 samples whose answer differs from the one-at-a-time answer (greedy: must be 0). A warm-up of two samples
 per mode runs first. The demo row's modes take a second or two each: each is timed ``--repeats`` times,
@@ -60,7 +60,7 @@ DEMO_RECIPE = ROOT / "adapters" / "epalm" / "demo.yaml"
 # ------------------------------------------------------------------------------------ reference path
 def generate_no_cache(model, pixel_values, prefix: list[str], max_new_tokens: int = 20) -> list[str]:
     """REFERENCE ONLY — greedy decoding *without* a KV cache: every new token re-runs the full prefill of
-    ``[adapter prefix][prompt][tokens generated so far]`` (built by ``PerceptualLM._prefill_inputs``, run with
+    ``[adapter prefix][prompt][tokens generated so far]`` (built by ``PerceptualLM.prefill_inputs``, run with
     the adapter's prefill hooks, as ``PerceptualLM.forward`` does). Same stopping rule as
     ``PerceptualLM.generate``: a finished sample keeps receiving EOS until every sample is done."""
     import torch
@@ -70,15 +70,15 @@ def generate_no_cache(model, pixel_values, prefix: list[str], max_new_tokens: in
 
     with torch.no_grad():
         eos = model.lm.tokenizer.eos_token_id
-        tokens = model._perception(pixel_values.to(model.device))
+        tokens = model.perceive(pixel_values.to(model.device))
         text = model.tokenize(prefix)
         ids, mask = text.ids.to(model.device), text.mask.to(model.device)
         B = ids.shape[0]
         out = torch.full((B, 0), eos, dtype=torch.long, device=model.device)
         done = torch.zeros(B, dtype=torch.bool, device=model.device)
         for _ in range(max_new_tokens):
-            embeds, mask4d, positions, _ = model._prefill_inputs(TextBatch(ids, mask, torch.zeros_like(mask)), tokens)
-            hidden = model._run(embeds, mask4d, positions, tokens, prefill=True).last_hidden_state
+            embeds, mask4d, positions, _ = model.prefill_inputs(TextBatch(ids, mask, torch.zeros_like(mask)), tokens)
+            hidden = model.run_lm(embeds, mask4d, positions, tokens, prefill=True).last_hidden_state
             nxt = F.log_softmax(model.lm.logits(hidden[:, -1]).float(), dim=-1).argmax(dim=-1)
             nxt = torch.where(done, torch.full_like(nxt, eos), nxt)
             out = torch.cat([out, nxt[:, None]], dim=1)
@@ -87,13 +87,13 @@ def generate_no_cache(model, pixel_values, prefix: list[str], max_new_tokens: in
                 break
             ids = torch.cat([ids, nxt[:, None]], dim=1)
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-        return [model._decode(row) for row in out]
+        return [model.decode(row) for row in out]
 
 
 # ------------------------------------------------------------------------------------ instrumentation
 class Probe:
-    """Wraps, on the instance, ``model._perception`` and ``model._step`` (clocks: the encoder, the KV-cache
-    decoding steps) and ``model._decode`` (generated-token count)."""
+    """Wraps, on the instance, ``model.perceive`` and ``model.run_lm`` (clocks: the encoder, the LM's KV-cache
+    decoding steps, its ``prefill=False`` runs) and ``model.decode`` (generated-token count)."""
 
     def __init__(self, model, max_new_tokens: int):
         self.model = model
@@ -102,7 +102,7 @@ class Probe:
         self.perception_s = 0.0
         self.step_s = 0.0
         self.tokens = 0
-        perception, decode, step = model._perception, model._decode, model._step
+        perception, decode, run_lm = model.perceive, model.decode, model.run_lm
 
         def timed_perception(pixel_values):
             t0 = time.perf_counter()
@@ -110,10 +110,11 @@ class Probe:
             self.perception_s += time.perf_counter() - t0
             return out
 
-        def timed_step(*a, **k):
+        def timed_run_lm(*a, prefill: bool, **k):
             t0 = time.perf_counter()
-            out = step(*a, **k)
-            self.step_s += time.perf_counter() - t0
+            out = run_lm(*a, prefill=prefill, **k)
+            if not prefill:
+                self.step_s += time.perf_counter() - t0
             return out
 
         def counted_decode(ids):
@@ -124,9 +125,9 @@ class Probe:
                 self.tokens += len(seq) + (len(seq) < self.max_new)
             return decode(ids)
 
-        model._perception = timed_perception
-        model._decode = counted_decode
-        model._step = timed_step
+        model.perceive = timed_perception
+        model.decode = counted_decode
+        model.run_lm = timed_run_lm
 
     def reset(self) -> None:
         self.perception_s, self.step_s, self.tokens = 0.0, 0.0, 0

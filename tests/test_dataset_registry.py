@@ -227,3 +227,32 @@ def test_an_llava_set_trains_and_scores_with_the_official_vqa_scorer(tmp_path):
     exact = 100 * sum(question_accuracy(answers[q], [truth[q]] * 10) for q in truth) / len(truth)
     assert result.scores["vqa"]["overall"] == pytest.approx(exact, abs=0.01)
     assert torch.isfinite(torch.tensor([r["loss"] for r in result.records])).all()
+
+
+# --------------------------------------------------------------------------- adapters fit their assembly
+@pytest.mark.parametrize("assembly, adapter, message", [
+    ("adapted_encoder", "lora", "model.adapter.name: adapted_encoder takes any2point, or no adapter; 'lora' is not "
+                                "an adapter of adapted_encoder"),
+    ("perceptual_lm", "polyhistor", "model.adapter.name: perceptual_lm takes epalm, llava_projector, solo; "
+                                    "'polyhistor' is not an adapter of perceptual_lm"),
+    ("dense_multitask", "epalm", "'epalm' is not a dense adapter"),
+])
+def test_an_adapter_of_another_assembly_fails_when_the_recipe_is_read(assembly, adapter, message):
+    """Before, ``adapter.name=lora`` on an ``adapted_encoder`` was a TypeError after the encoder had loaded."""
+    model = {"assembly": assembly, "adapter": {"name": adapter}, "encoder": {"name": "x", "kind": "hf_vit"},
+             "tokenizer": {"name": "image"}, "dense": {"tasks": {"semseg": {}}}}
+    with pytest.raises(ConfigError) as err:
+        Config.from_dict({"model": model})
+    assert message in str(err.value)
+
+
+def test_every_adapter_family_has_one_constructor_shape():
+    import inspect
+
+    shapes = {"perceptual_lm": ["config", "lm", "vision"], "adapted_encoder": ["config", "encoder"],
+              "all_in_one": ["config", "encoder"], "dense_multitask": ["config", "backbone", "task_names"]}
+    for name in registry.names("adapters"):
+        cls = registry.get("adapters", name)
+        assert len(cls.assemblies) == 1, name
+        params = list(inspect.signature(cls.__init__).parameters)[1:]
+        assert params == shapes[cls.assemblies[0]], (name, params)

@@ -12,6 +12,7 @@ from mmadapt.adapters.epalm import EPALM, EPALMConfig
 from mmadapt.config import ModelConfig
 from mmadapt.data.synthetic.scene_world import render_scene, sample_scene
 from mmadapt.errors import ConfigError
+from mmadapt.models import decoding
 from mmadapt.models.perceptual_lm import PerceptualLM
 
 PROMPTS = ["question: what color is the circle? answer:", "caption:", "question: how many objects are there? answer:"]
@@ -26,7 +27,7 @@ def build(kind="opt", layers=4, **cfg):
     cfg = EPALMConfig(**{"n_injected": 2, "prompt_len": 3, **cfg})
     lm, vit = tiny_lm(kind, layers=layers), tiny_vit()
     torch.manual_seed(1)
-    model = PerceptualLM(ModelConfig(adapter=cfg), lm, vit, EPALM(cfg, vit.hidden_size, vit.num_layers, lm))
+    model = PerceptualLM(ModelConfig(adapter=cfg), lm, vit, EPALM(cfg, lm, vit))
     with torch.no_grad():  # a non-trivial adapter, so that tests see its effect
         for p in model.adapter.parameters():
             p.normal_(0, 0.5)
@@ -51,10 +52,10 @@ def _layer_outputs(model, pixel_values, prefixes):
     handles = [layer.register_forward_hook(lambda m, a, o, i=i: outs.__setitem__(i, (o[0] if isinstance(o, tuple) else o).detach()))
                for i, layer in enumerate(model.lm.layers)]
     with torch.no_grad():
-        tokens = model._perception(pixel_values)
+        tokens = model.perceive(pixel_values)
         text = model.tokenize(prefixes)
-        embeds, mask4d, positions, _ = model._prefill_inputs(text)
-        model._run(embeds, mask4d, positions, tokens, prefill=True)
+        embeds, mask4d, positions, _ = model.prefill_inputs(text)
+        model.run_lm(embeds, mask4d, positions, tokens, prefill=True)
     for h in handles:
         h.remove()
     return outs
@@ -84,10 +85,10 @@ def test_perceptual_token_is_prepended_then_replaced():
     # pre-hooks run in registration order: ours were registered after the adapter's injector, so they see
     # the hidden state the layer actually receives
     with torch.no_grad():
-        tokens = model._perception(pv)
+        tokens = model.perceive(pv)
         text = model.tokenize(PROMPTS[:2])
-        embeds, mask4d, positions, _ = model._prefill_inputs(text)
-        model._run(embeds, mask4d, positions, tokens, prefill=True)
+        embeds, mask4d, positions, _ = model.prefill_inputs(text)
+        model.run_lm(embeds, mask4d, positions, tokens, prefill=True)
     for h in handles:
         h.remove()
     for k, layer in enumerate([1, 2, 3]):
@@ -112,8 +113,8 @@ def test_prompt_and_slot_carry_no_position_embedding():
     pv = model.vision.preprocess(images(2))
     with torch.no_grad():
         text = model.tokenize(PROMPTS[:2])
-        embeds, mask4d, positions, _ = model._prefill_inputs(text)
-        model._run(embeds, mask4d, positions, model._perception(pv), prefill=True)
+        embeds, mask4d, positions, _ = model.prefill_inputs(text)
+        model.run_lm(embeds, mask4d, positions, model.perceive(pv), prefill=True)
     h.remove()
     prompt = model.adapter.prompt(2)
     torch.testing.assert_close(captured["x"][:, 1:4], prompt)  # exactly the prompt: no position added
@@ -157,8 +158,8 @@ def test_kv_cache_generation_matches_full_recompute(kind):
                 t.ids = torch.cat([t.ids, torch.tensor([ids])], dim=1)
                 t.mask = torch.ones_like(t.ids)
             with torch.no_grad():
-                embeds, mask4d, positions, _ = model._prefill_inputs(t)
-                h = model._run(embeds, mask4d, positions, model._perception(pv[i:i + 1]), prefill=True).last_hidden_state
+                embeds, mask4d, positions, _ = model.prefill_inputs(t)
+                h = model.run_lm(embeds, mask4d, positions, model.perceive(pv[i:i + 1]), prefill=True).last_hidden_state
             nxt = int(model.lm.logits(h[:, -1]).argmax())
             if nxt == tok.eos_token_id:
                 break
@@ -182,9 +183,9 @@ def test_beam_search_with_one_beam_is_greedy_and_beams_score_higher(model):
 
 
 class _ScriptedLM:
-    """Stands in for PerceptualLM inside ``_beam_search`` and for its decoder: the log-probabilities of the next
-    token (0 = EOS, 1, 2) are a table of (sample, tokens so far); the decoding state is each row's sample and
-    token history."""
+    """Stands in for PerceptualLM inside ``decoding.beam_search`` and for its decoding state: the
+    log-probabilities of the next token (0 = EOS, 1, 2) are a table of (sample, tokens so far); the decoding
+    state is each row's sample and token history."""
 
     TABLES = {
         # sample 0 alone: after step 2 it has finished "1" (-0.6 / 2 = -0.3) and "2" (-0.6), its best live beam
@@ -201,8 +202,6 @@ class _ScriptedLM:
 
         self.lm = SimpleNamespace(tokenizer=SimpleNamespace(eos_token_id=0))
         self.device = torch.device("cpu")
-        self._sample_done = PerceptualLM._sample_done
-        self._best_hypothesis = PerceptualLM._best_hypothesis
         self.samples: list[int] = []
         self.history: list[tuple[int, ...]] = []
 
@@ -210,7 +209,7 @@ class _ScriptedLM:
         return torch.tensor([self.TABLES[s].get(h, self.DEFAULT[s]) for s, h in zip(self.samples, self.history)],
                             dtype=torch.float32)
 
-    # the decoder interface _beam_search uses
+    # the decoding-state interface beam_search uses
     def repeat_interleave(self, n: int) -> None:
         self.samples = [s for s in self.samples for _ in range(n)]
         self.history = [h for h in self.history for _ in range(n)]
@@ -223,12 +222,12 @@ class _ScriptedLM:
         self.history = [h + (t,) for h, t in zip(self.history, tokens.tolist())]
         return self.logprobs()
 
-    def _decode(self, ids: torch.Tensor) -> tuple[int, ...]:
+    def decode(self, ids: torch.Tensor) -> tuple[int, ...]:
         return tuple(ids.tolist())
 
     def search(self, samples: list[int], beams: int = 2, max_new_tokens: int = 6):
         self.samples, self.history = list(samples), [() for _ in samples]
-        return PerceptualLM._beam_search(self, self.logprobs(), self, len(samples), beams, max_new_tokens, 1.0)
+        return decoding.beam_search(self, self.logprobs(), self, len(samples), beams, max_new_tokens, 1.0)
 
 
 def test_batched_beam_search_decides_each_sample_as_if_it_ran_alone():
@@ -284,7 +283,7 @@ def test_opt_with_projected_embeddings_trains_and_generates():
                     eos_token_id=2, dropout=0.0)
     lm, vit = CausalLM(OPTForCausalLM(cfg), tok), tiny_vit()
     config = ModelConfig(adapter=EPALMConfig(n_injected=2, start=2, end=4, prompt_len=3))
-    model = PerceptualLM(config, lm, vit, EPALM(config.adapter, vit.hidden_size, vit.num_layers, lm))
+    model = PerceptualLM(config, lm, vit, EPALM(config.adapter, lm, vit))
     assert model.adapter.prompt.embedding.embedding_dim == 16 and model.adapter.connectors[0].out_features == 32
     pv = model.vision.preprocess(images(2))
     loss = model(pv, PROMPTS[:2], ["red", "two"])

@@ -19,6 +19,7 @@ from mmadapt.backbones.lm import CausalLM
 from mmadapt.config import Config, ModelConfig
 from mmadapt.data.synthetic.scene_world import render_scene, sample_scene
 from mmadapt.errors import ConfigError
+from mmadapt.models import decoding
 from mmadapt.models.perceptual_lm import PerceptualLM
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +48,7 @@ def build(lm=None, vit_layers=4, **cfg) -> PerceptualLM:
     config = EPALMConfig(**{"n_injected": 2, "prompt_len": 3, **cfg})
     lm, vit = lm or opt_lm(), tiny_vit(layers=vit_layers)
     torch.manual_seed(1)
-    model = PerceptualLM(ModelConfig(adapter=config), lm, vit, EPALM(config, vit.hidden_size, vit.num_layers, lm))
+    model = PerceptualLM(ModelConfig(adapter=config), lm, vit, EPALM(config, lm, vit))
     with torch.no_grad():
         for p in model.adapter.parameters():
             p.normal_(0, 0.5)
@@ -63,9 +64,9 @@ def slot_inputs(model):
         lambda m, a, kw, i=i: seen.__setitem__(i, (a[0] if a else kw["hidden_states"])[:, 0].clone()),
         with_kwargs=True) for i, layer in enumerate(model.lm.layers)]
     with torch.no_grad():
-        tokens = model._perception(pv)  # [B, n, D]
-        embeds, mask4d, positions, _ = model._prefill_inputs(model.tokenize(PROMPTS[:2]))
-        model._run(embeds, mask4d, positions, tokens, prefill=True)
+        tokens = model.perceive(pv)  # [B, n, D]
+        embeds, mask4d, positions, _ = model.prefill_inputs(model.tokenize(PROMPTS[:2]))
+        model.run_lm(embeds, mask4d, positions, tokens, prefill=True)
     for h in handles:
         h.remove()
     return seen, tokens
@@ -193,7 +194,7 @@ def test_answer_marker_is_a_special_token_on_a_spare_frozen_row():
     words = ["</s>", "what", "color", "is", "the", "circle", "?", "?", "</a>", "red", "</s>"]
     assert text.ids[0].tolist() == tok.convert_tokens_to_ids(words)
     assert text.weights[0].tolist() == [0.0] + [1.0] * 10  # the authors' loss: every token but the first
-    embeds = model._embed_tokens(torch.tensor([[marker]]))
+    embeds = model.embed_tokens(torch.tensor([[marker]]))
     torch.testing.assert_close(embeds[0, 0], model.lm.input_embeddings.weight[marker])  # the frozen row
     assert model.generate(model.vision.preprocess(images(1)), ["what color is the circle??</a>"], max_new_tokens=3)
     with pytest.raises(ConfigError, match="model.adapter.added_tokens: '</a>' gets id 46, past the frozen LM's 46 embedding rows"):
@@ -233,9 +234,9 @@ def _recompute_greedy(model, pv, prefix, steps):
             t.ids = torch.cat([t.ids, torch.tensor([ids])], dim=1)
             t.mask = torch.ones_like(t.ids)
         with torch.no_grad():
-            perception = model._perception(pv)
-            embeds, mask4d, positions, _ = model._prefill_inputs(t, perception)
-            h = model._run(embeds, mask4d, positions, perception, prefill=True).last_hidden_state
+            perception = model.perceive(pv)
+            embeds, mask4d, positions, _ = model.prefill_inputs(t, perception)
+            h = model.run_lm(embeds, mask4d, positions, perception, prefill=True).last_hidden_state
         nxt = int(model.lm.logits(h[:, -1]).argmax())
         if nxt == tok.eos_token_id:
             break
@@ -244,7 +245,7 @@ def _recompute_greedy(model, pv, prefix, steps):
 
 
 class _HandRecompute:
-    """A decoder for ``_beam_search`` written here: per row, (sample, tokens so far); every step re-runs each
+    """A decoding state for ``decoding.beam_search`` written here: per row, (sample, tokens so far); every step re-runs each
     row's whole sequence alone."""
 
     def __init__(self, model, pv, prefixes):
@@ -258,9 +259,9 @@ class _HandRecompute:
             if ids:
                 t.ids = torch.cat([t.ids, torch.tensor([ids])], dim=1)
                 t.mask = torch.ones_like(t.ids)
-            perception = self.model._perception(self.pv[b:b + 1])
-            embeds, mask4d, positions, _ = self.model._prefill_inputs(t, perception)
-            h = self.model._run(embeds, mask4d, positions, perception, prefill=True).last_hidden_state
+            perception = self.model.perceive(self.pv[b:b + 1])
+            embeds, mask4d, positions, _ = self.model.prefill_inputs(t, perception)
+            h = self.model.run_lm(embeds, mask4d, positions, perception, prefill=True).last_hidden_state
             out.append(torch.log_softmax(self.model.lm.logits(h[0, -1]).float(), dim=-1))
         return torch.stack(out)
 
@@ -284,7 +285,7 @@ def test_generation_equals_full_recompute_greedy_and_beam(leaky):
     beams = model.generate(pv, PROMPTS, max_new_tokens=5, num_beams=3)
     with torch.no_grad():
         reference = _HandRecompute(model, pv, PROMPTS)
-        expected = model._beam_search(reference.logprobs(), reference, 3, 3, 5, 1.0)
+        expected = decoding.beam_search(model, reference.logprobs(), reference, 3, 3, 5, 1.0)
     assert beams == expected
 
 
@@ -310,9 +311,9 @@ def test_leaky_visual_state_depends_on_later_text_so_a_cache_would_be_stale():
         out = {}
         handle = model.lm.layers[2].register_forward_hook(lambda m, a, o: out.__setitem__("h", o[0] if isinstance(o, tuple) else o))
         with torch.no_grad():
-            perception = model._perception(pv)
-            embeds, mask4d, positions, _ = model._prefill_inputs(model.tokenize([prefix]), perception)
-            model._run(embeds, mask4d, positions, perception, prefill=True)
+            perception = model.perceive(pv)
+            embeds, mask4d, positions, _ = model.prefill_inputs(model.tokenize([prefix]), perception)
+            model.run_lm(embeds, mask4d, positions, perception, prefill=True)
         handle.remove()
         states.append(out["h"][0, 0])
     assert not torch.allclose(states[0], states[1])
@@ -367,7 +368,7 @@ def test_sampled_training_answers_follow_the_authors_soft_scores():
 
     from mmadapt.data.formats.vqa_v2 import VQASample
     from mmadapt.tasks.vqa import answer_choices
-    from mmadapt.training.data import Example, draw_target
+    from mmadapt.data.examples import Example, draw_target
 
     sample = VQASample(1, 1, "what is it", Path("x.jpg"), answers=["net"] * 7 + ["mesh"] * 2 + ["netting"])
     choices = answer_choices(sample)

@@ -15,11 +15,11 @@ import pytest
 import torch
 from sklearn.datasets import load_wine
 
+from mmadapt.data.formats.sklearn_table import sklearn_table_schema, write_sklearn_table
 from mmadapt.data.synthetic.graph import CLASSES as GRAPH_CLASSES
 from mmadapt.data.synthetic.graph import write_graph_dataset
 from mmadapt.data.synthetic.points import CLASSES as SHAPE_CLASSES
 from mmadapt.data.synthetic.points import write_point_cloud_dataset
-from mmadapt.data.formats.sklearn_table import sklearn_table_schema, write_sklearn_table
 from mmadapt.data.synthetic.tabular import COLOURS, SIZES, tabular_schema, write_tabular_dataset
 from mmadapt.errors import ConfigError, DataError
 from mmadapt.io.graph import Graph, from_networkx, load_graph, structural_encodings

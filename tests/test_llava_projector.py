@@ -39,7 +39,7 @@ def build(**cfg) -> PerceptualLM:
     cfg.validate()
     lm, vit = tiny_lm("opt"), tiny_vit()
     torch.manual_seed(1)
-    model = PerceptualLM(ModelConfig(adapter=cfg), lm, vit, LLaVAProjector(cfg, vit.hidden_size, vit.num_layers, lm))
+    model = PerceptualLM(ModelConfig(adapter=cfg), lm, vit, LLaVAProjector(cfg, lm, vit))
     with torch.no_grad():
         for p in model.adapter.parameters():
             p.normal_(0, 0.3)
@@ -60,13 +60,13 @@ VARIANTS = {
 def test_token_counts_patches_vs_cls(features, prompt, expected):
     model = build(features=features, prompt_tuning=prompt)
     pixels = model.vision.preprocess(images(2))
-    perception = model._perception(pixels)
+    perception = model.perceive(pixels)
     assert perception.shape == (2, 1 if features == "cls" else N_PATCHES, model.lm.hidden_size)
     prefix = model.adapter.input_prefix(perception, 2, torch.float32, torch.device("cpu"))
     assert prefix.positioned and prefix.embeds.shape == (2, expected, model.lm.hidden_size)
     assert prefix.valid.tolist() == [[1] * expected] * 2 and model.adapter.n_tokens(N_PATCHES) == expected
     text = model.tokenize(PROMPTS[:2])  # positions: the image (and virtual) tokens first, the text after them
-    _, _, positions, valid = model._prefill_inputs(text, perception)
+    _, _, positions, valid = model.prefill_inputs(text, perception)
     for b in range(2):
         real = positions[b][valid[b].bool()]
         assert real.tolist() == list(range(len(real))) and len(real) == expected + int(text.mask[b].sum())
@@ -86,7 +86,7 @@ def test_projector_output_is_the_manual_computation_from_the_chosen_layer(layer,
             expected = x @ p.weight.T + p.bias
         else:
             expected = F.gelu(x @ p[0].weight.T + p[0].bias) @ p[2].weight.T + p[2].bias
-        got = model._perception(pixels)
+        got = model.perceive(pixels)
         prefix = model.adapter.input_prefix(got, 3, torch.float32, torch.device("cpu"))
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(prefix.embeds[:, : got.shape[1]], expected, rtol=1e-5, atol=1e-5)
@@ -224,10 +224,10 @@ def test_config_errors_name_the_key():
     for layer in (5, -6):
         with pytest.raises(ConfigError, match=re.escape(f"model.adapter.feature_layer: layer {layer} is outside the "
                                                         "encoder's hidden states [-5, 4]")):
-            LLaVAProjector(LLaVAProjectorConfig(feature_layer=layer), vit.hidden_size, vit.num_layers, lm)
+            LLaVAProjector(LLaVAProjectorConfig(feature_layer=layer), lm, vit)
     gpt2 = tiny_lm("gpt2")
     with pytest.raises(ConfigError, match="model.adapter.lora.target_modules: the model has no q_proj"):
-        LLaVAProjector(LLaVAProjectorConfig(lora=LoRAConfig()), vit.hidden_size, vit.num_layers, gpt2)
+        LLaVAProjector(LLaVAProjectorConfig(lora=LoRAConfig()), gpt2, vit)
     with pytest.raises(TypeError, match=re.escape("llava_projector reads images as pixel_values [B, 3, H, W]")):
         build().generate(torch.zeros(3, 32, 32), ["caption:"])
 

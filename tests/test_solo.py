@@ -65,8 +65,8 @@ def real_hidden(model: PerceptualLM, pixels: PatchBatch, prompts: list[str]) -> 
     """Last hidden state of each sample's real (unpadded) tokens, [L_b, D] each."""
     with torch.no_grad():
         text = model.tokenize(prompts)
-        embeds, mask4d, positions, valid = model._prefill_inputs(text, model._perception(pixels))
-        hidden = model._run(embeds, mask4d, positions, None, prefill=True).last_hidden_state
+        embeds, mask4d, positions, valid = model.prefill_inputs(text, model.perceive(pixels))
+        hidden = model.run_lm(embeds, mask4d, positions, None, prefill=True).last_hidden_state
     return [hidden[b][valid[b].bool()] for b in range(len(prompts))]
 
 
@@ -79,7 +79,7 @@ def test_token_count_follows_image_size(size, grid):
     assert batch.patches.shape == (1, grid[0] * grid[1], 3 * 16 * 16)
     expected = 2 + grid[0] * grid[1] + grid[0] - 1  # <vision>, patches, separators between rows, </vision>
     assert n_image_tokens(*grid) == model.adapter.n_tokens(*size) == expected
-    prefix = model.adapter.input_prefix(model._perception(batch), 1, torch.float32, torch.device("cpu"))
+    prefix = model.adapter.input_prefix(model.perceive(batch), 1, torch.float32, torch.device("cpu"))
     assert prefix.embeds.shape == (1, expected, model.lm.hidden_size) and int(prefix.valid.sum()) == expected
 
 
@@ -88,7 +88,7 @@ def test_mixed_sizes_are_left_padded_to_the_longest_span():
     batch = model.vision.preprocess([noise_image(*s) for s in SIZES])
     assert batch.grid.tolist() == [[4, 4], [2, 6], [5, 3]]
     lengths = [21, 15, 21]
-    prefix = model.adapter.input_prefix(model._perception(batch), 3, torch.float32, torch.device("cpu"))
+    prefix = model.adapter.input_prefix(model.perceive(batch), 3, torch.float32, torch.device("cpu"))
     assert prefix.valid.tolist() == [[0] * (21 - n) + [1] * n for n in lengths]
     assert torch.all(prefix.embeds[1, :6] == 0)  # padding columns carry nothing
     assert torch.all(batch.patches[1, 12:] == 0)  # and neither do the padding patches
@@ -115,7 +115,7 @@ def test_patches_are_the_right_pixels_and_embed_as_linear_plus_vpatch():
     pixels = model.vision.pixels(image)  # [3, 70, 33], normalised
     padded = torch.zeros(3, 80, 48)
     padded[:, :70, :33] = pixels  # zeros at the bottom / right
-    prefix = model.adapter.input_prefix(model._perception(batch), 2, torch.float32, torch.device("cpu"))
+    prefix = model.adapter.input_prefix(model.perceive(batch), 2, torch.float32, torch.device("cpu"))
     rows, cols = 5, 3
     start = prefix.embeds.shape[1] - n_image_tokens(rows, cols)
     with torch.no_grad():
@@ -137,7 +137,7 @@ def test_row_separators_sit_between_rows():
                               [-1, -1, -1, -1, -1, 0, 1, 2, 3, -1]]
     model = build()
     batch = model.vision.preprocess([noise_image(32, 48)])  # 3 rows × 2 cols
-    prefix = model.adapter.input_prefix(model._perception(batch), 1, torch.float32, torch.device("cpu"))
+    prefix = model.adapter.input_prefix(model.perceive(batch), 1, torch.float32, torch.device("cpu"))
     table = model.adapter.special.weight
     for column, token in [(0, VISION_START), (3, ROW_SEP), (6, ROW_SEP), (9, VISION_END)]:
         torch.testing.assert_close(prefix.embeds[0, column], table[token])
@@ -185,7 +185,7 @@ def test_positions_count_real_tokens_only():
     model = build()
     batch = model.vision.preprocess([noise_image(16, 16), noise_image(64, 64)])  # 3 and 21 image tokens
     text = model.tokenize(["caption:", "question: how many objects are there? answer:"])
-    _, _, positions, valid = model._prefill_inputs(text, model._perception(batch))
+    _, _, positions, valid = model.prefill_inputs(text, model.perceive(batch))
     for b in range(2):
         real = positions[b][valid[b].bool()]
         assert real.tolist() == list(range(len(real)))
@@ -240,8 +240,8 @@ def test_kv_cache_generation_matches_full_recompute():
                 text.ids = torch.cat([text.ids, torch.tensor([ids])], dim=1)
                 text.mask = torch.ones_like(text.ids)
             with torch.no_grad():
-                embeds, mask4d, positions, _ = model._prefill_inputs(text, model._perception(batch[i]))
-                hidden = model._run(embeds, mask4d, positions, None, prefill=True).last_hidden_state
+                embeds, mask4d, positions, _ = model.prefill_inputs(text, model.perceive(batch[i]))
+                hidden = model.run_lm(embeds, mask4d, positions, None, prefill=True).last_hidden_state
             nxt = int(model.lm.logits(hidden[:, -1]).argmax())
             if nxt == tok.eos_token_id:
                 break

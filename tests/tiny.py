@@ -94,7 +94,7 @@ def make_model(config, lm_kind: str = "opt", seed: int = 0):
     model_cfg = getattr(config, "model", config)  # a full Config or its ModelConfig
     lm, vit = tiny_lm(lm_kind, seed=seed), tiny_vit(seed=seed)
     torch.manual_seed(seed + 1)
-    adapter = EPALM(model_cfg.adapter, vit.hidden_size, vit.num_layers, lm)
+    adapter = EPALM(model_cfg.adapter, lm, vit)
     return PerceptualLM(model_cfg, lm, vit, adapter)
 
 
@@ -136,9 +136,9 @@ def text_cross_entropies(model, pixel_values, prefixes, targets, prefix_weight: 
 
     text = model.tokenize(prefixes, targets, prefix_weight)
     with torch.no_grad():
-        perception = model._perception(pixel_values)
-        embeds, mask4d, positions, _ = model._prefill_inputs(text, perception)
-        hidden = model._run(embeds, mask4d, positions, perception, prefill=True).last_hidden_state
+        perception = model.perceive(pixel_values)
+        embeds, mask4d, positions, _ = model.prefill_inputs(text, perception)
+        hidden = model.run_lm(embeds, mask4d, positions, perception, prefill=True).last_hidden_state
     K = embeds.shape[1] - text.ids.shape[1]
     out = []
     for b in range(len(prefixes)):

@@ -20,6 +20,11 @@ class Adapter(nn.Module):
     """
 
     config_class: ClassVar[type]
+    #: the assemblies this adapter fits (checked when the recipe is read); one constructor shape per family:
+    #: ``perceptual_lm`` — ``cls(config, lm, vision)`` (``vision`` None for an adapter that reads pixels
+    #: itself); ``adapted_encoder`` / ``all_in_one`` — ``cls(config, encoder)``; ``dense_multitask`` —
+    #: ``cls(config, encoder, task_names)``
+    assemblies: ClassVar[tuple[str, ...]] = ()
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         """Trainable parameters by group name; the trainer maps names to learning rates."""
@@ -72,11 +77,12 @@ class PerceptualAdapter(Adapter):
     2. :meth:`input_prefix` gives the columns before the text (:class:`InputPrefix`);
     3. :meth:`active` arms whatever hooks the adapter installed in :meth:`attach` for that call.
 
-    ``uses_vision_encoder`` False means the adapter reads pixels itself: ``PerceptualLM`` then loads no vision
-    encoder and builds it as ``cls(config, lm)``, using its ``processor`` (``load`` / ``preprocess`` /
-    ``eval``) where an encoder would be; otherwise ``cls(config, encoder_dim, encoder_layers, lm)``.
+    ``PerceptualLM`` builds it as ``cls(config, lm, vision)``. ``uses_vision_encoder`` False means the adapter
+    reads pixels itself: no vision encoder is loaded (``vision`` is None) and its ``processor`` (``load`` /
+    ``preprocess`` / ``eval``) stands where an encoder would be.
     """
 
+    assemblies: ClassVar[tuple[str, ...]] = ("perceptual_lm",)
     uses_vision_encoder: ClassVar[bool] = True
     #: the training loss's form (:class:`TextLoss`); by default only the target (+ EOS) is scored
     text_loss: TextLoss = TextLoss()

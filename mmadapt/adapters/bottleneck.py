@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mmadapt.adapters.dense import BlockHook, DenseAdapter, add_bottleneck, stage_widths
+from mmadapt.adapters.dense import DenseAdapter, add_bottleneck, stage_widths
+from mmadapt.backbones.base import StageBlockHook
 from mmadapt.errors import ConfigError
 from mmadapt.registry import register
 
@@ -69,7 +70,7 @@ class BottleneckAdapters(DenseAdapter):
             raise ConfigError(f"model.adapter (bottleneck): task {name!r} already exists")
         self.sets[name] = BottleneckSet(self.widths, self.bottlenecks, self.block_stages)
 
-    def block_hook(self, tasks: Sequence[str]) -> BlockHook:
+    def block_hook(self, tasks: Sequence[str]) -> StageBlockHook:
         chosen = [self.sets[t] for t in tasks] if self.config.per_task else [self.sets["shared"]]
         scale = self.config.scale
 

@@ -9,22 +9,22 @@ the ``i``-th slice. A shared adapter (one bottleneck set, LoRA) runs on the batc
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from mmadapt.adapters.base import Adapter
+from mmadapt.backbones.base import StageBlockHook
 from mmadapt.errors import ConfigError
 
-#: ``hook(block_index, stage, hidden [N, L, C]) -> hidden``, applied to every block's output.
-BlockHook = Callable[[int, int, torch.Tensor], torch.Tensor]
 
 
 class DenseAdapter(Adapter):
     """Base class: subclasses are built as ``cls(config, backbone, task_names)``."""
 
+    assemblies = ("dense_multitask",)
     task_specific: ClassVar[bool] = True
 
     def attach(self, backbone) -> None:
@@ -34,7 +34,7 @@ class DenseAdapter(Adapter):
         """Make room for a new task (existing tasks' weights untouched)."""
         raise ConfigError(f"model.adapter ({self.config.name}): cannot add a task")
 
-    def block_hook(self, tasks: Sequence[str]) -> BlockHook | None:
+    def block_hook(self, tasks: Sequence[str]) -> StageBlockHook | None:
         """The per-block function for a forward pass over ``tasks`` (task-major slices if task-specific)."""
         raise NotImplementedError
 

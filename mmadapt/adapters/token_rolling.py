@@ -257,6 +257,7 @@ class TokenRolling(Adapter):
     """
 
     config_class = TokenRollingConfig
+    assemblies = ("all_in_one",)
 
     def __init__(self, config: TokenRollingConfig, encoder=None):
         super().__init__()

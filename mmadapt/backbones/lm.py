@@ -15,8 +15,9 @@ import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from mmadapt.backbones.base import DTYPES, FrozenBackbone, freeze, resolve_name
+from mmadapt.backbones.base import DTYPES, FrozenBackbone, freeze
 from mmadapt.errors import ConfigError
+from mmadapt.names import resolve_name
 from mmadapt.registry import register
 
 

@@ -29,20 +29,17 @@ restores the built values first, so its outputs depend on the input alone, never
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from PIL import Image
 from torch import nn
 
-from mmadapt.backbones.base import DTYPES, FrozenBackbone, freeze, resolve_name
+from mmadapt.backbones.base import DTYPES, HierarchicalEncoder, StageBlockHook, freeze
 from mmadapt.errors import ConfigError
+from mmadapt.names import resolve_name
 from mmadapt.registry import register
 
-__all__ = ["HFSwin", "SwinBlockHook"]
+__all__ = ["HFSwin"]
 
-#: ``fn(block index, stage index, hidden [B, L, C]) -> [B, L, C]`` applied to every Swin block's output
-SwinBlockHook = Callable[[int, int, torch.Tensor], torch.Tensor]
 
 #: ImageNet statistics: what Swin checkpoints use, the default when a checkpoint ships no image processor
 _IMAGENET_MEAN = [0.485, 0.456, 0.406]
@@ -62,7 +59,7 @@ def _default_processor(image_size: tuple[int, int]):
 
 
 @register("backbones", "hf_swin")
-class HFSwin(FrozenBackbone):
+class HFSwin(HierarchicalEncoder):
     """``transformers.SwinModel`` (any size; Hub id, local path or ``zoo:`` name) as a frozen multi-scale
     backbone with a hook on every block. See the module docstring for the exact outputs."""
 
@@ -80,7 +77,7 @@ class HFSwin(FrozenBackbone):
         #: input pixels per stage-map cell, per stage (4 / 8 / 16 / 32 for patch 4; the height's for a
         #: non-square patch)
         self.strides: list[int] = [self.patch_size[0] * 2**s for s in range(len(self.depths))]
-        self._block_hook: SwinBlockHook | None = None
+        self._block_hook: StageBlockHook | None = None
         self._handles = []
         self._layers: list[tuple[int, nn.Module]] = []
         #: (window_size, shift_size) each block is built with; HF clamps and keeps them per input size
@@ -180,7 +177,7 @@ class HFSwin(FrozenBackbone):
     def num_blocks(self) -> int:
         return len(self._layers)
 
-    def set_block_hook(self, fn: SwinBlockHook | None) -> None:
+    def set_block_hook(self, fn: StageBlockHook | None) -> None:
         """Apply ``fn(index, stage, hidden [B, L, C]) -> [B, L, C]`` to every block's output from now on
         (``None`` removes it). ``L = H_s · W_s`` tokens in row-major order; gradients flow through ``fn``."""
         if fn is not None and not callable(fn):

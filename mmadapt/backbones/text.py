@@ -13,8 +13,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mmadapt.backbones.base import DTYPES, TokenEncoder, freeze, resolve_name, run_hf_block
+from mmadapt.backbones.base import DTYPES, TokenEncoder, freeze, run_hf_block
 from mmadapt.errors import ConfigError
+from mmadapt.names import resolve_name
 from mmadapt.registry import register
 
 

@@ -24,9 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmadapt.backbones.base import DTYPES, freeze, resolve_name
+from mmadapt.backbones.base import DTYPES, freeze
 from mmadapt.backbones.vision import VisionEncoder
 from mmadapt.errors import DataError
+from mmadapt.names import resolve_name
 from mmadapt.registry import register
 
 __all__ = ["HFTimeSformer"]

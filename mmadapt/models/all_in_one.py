@@ -43,14 +43,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmadapt.adapters.lora import inject_lora
-from mmadapt.backbones.base import resolve_name
 from mmadapt.backbones.vision import VisionEncoder, load_vision_encoder
 from mmadapt.config import ModelConfig
+from mmadapt.data.examples import Example, LabelledExample, MatchExample
 from mmadapt.errors import ConfigError, DataError
+from mmadapt.heads.video_text import ClassifierHead, authors_init
 from mmadapt.io.batch import load_each
 from mmadapt.models.base import Assembly
+from mmadapt.names import resolve_name
 from mmadapt.registry import get, register
-from mmadapt.training.data import Example, LabelledExample, MatchExample
 
 TEXT, VIDEO = 0, 1  # token type ids
 
@@ -88,37 +89,6 @@ class ClipFrames:
 
     def eval(self) -> "ClipFrames":
         return self
-
-
-class ClassifierHead(nn.Module):
-    """[B, D] → [B, n_outputs], by ``video_text.classifier``: ``openend`` — Dropout(0.5) → Linear(D, D/2) →
-    LayerNorm → GELU → Linear (the authors' MSRVTT-QA / action-recognition head); ``vqav2`` — Linear(D, 2D) →
-    LayerNorm → GELU → Linear (their VQAv2 head). Linear weights N(0, 0.02), zero biases (their
-    ``init_weights``)."""
-
-    def __init__(self, dim: int, n_outputs: int, shape: str = "openend"):
-        super().__init__()
-        if shape == "openend":
-            hidden, layers = dim // 2, [nn.Dropout(0.5)]
-        else:
-            hidden, layers = 2 * dim, []
-        self.net = nn.Sequential(*layers, nn.Linear(dim, hidden), nn.LayerNorm(hidden), nn.GELU(),
-                                 nn.Linear(hidden, n_outputs))
-        for m in self.net:
-            if isinstance(m, nn.Linear):
-                authors_init(m)
-
-    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
-        return self.net(pooled)
-
-
-def authors_init(linear: nn.Linear) -> nn.Linear:
-    """``linear`` re-initialised as the authors' ``objectives.init_weights``: N(0, 0.02) weights, zero bias.
-    Their retrieval score ``rank_output`` (Linear(D, 1)) starts so too: they copy it from their pretrained
-    matching head's "match" row, initialised the same way."""
-    nn.init.normal_(linear.weight, std=0.02)
-    nn.init.zeros_(linear.bias)
-    return linear
 
 
 @register("assemblies", "all_in_one")

@@ -76,10 +76,10 @@ class Assembly(nn.Module, abc.ABC):
         if "model" not in meta:
             raise ConfigError(f"{meta_file}: no 'model' section (not written by mmadapt?)")
         from mmadapt import registry
-        from mmadapt.config import _build
+        from mmadapt.config import build_typed
 
         try:
-            model_cfg = _build(ModelConfig, meta["model"], "model")
+            model_cfg = build_typed(ModelConfig, meta["model"], "model")
         except ConfigError as exc:
             raise ConfigError(f"{meta_file}: {exc}") from None
         assembly = registry.get("assemblies", model_cfg.assembly)

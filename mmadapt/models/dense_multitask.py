@@ -23,11 +23,12 @@ from PIL import Image
 from torch import nn
 
 from mmadapt.adapters.dense import DenseAdapter
+from mmadapt.backbones.base import HierarchicalEncoder
 from mmadapt.config import DenseTaskConfig, ModelConfig
 from mmadapt.errors import ConfigError
+from mmadapt.heads.dense import MultiScaleDecoder, dense_loss, dense_prediction, out_channels
 from mmadapt.io.batch import load_each
 from mmadapt.models.base import Assembly
-from mmadapt.models.dense_heads import MultiScaleDecoder, dense_loss, dense_prediction, out_channels
 from mmadapt.registry import get, register
 
 
@@ -93,7 +94,7 @@ class DenseMultiTask(Assembly):
         encoder = get("backbones", enc.kind).from_pretrained(
             enc.name, dtype=enc.dtype, attn_implementation=enc.attn_implementation, revision=enc.revision,
             random_init=enc.random_init, trust_remote_code=enc.trust_remote_code)
-        if not hasattr(encoder, "set_block_hook"):
+        if not isinstance(encoder, HierarchicalEncoder):
             raise ConfigError(f"model.encoder.kind: {enc.kind} is not a hierarchical encoder (use hf_swin)")
         adapter = None
         if config.adapter is not None:

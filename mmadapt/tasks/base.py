@@ -2,7 +2,7 @@
 
 A task reads its :class:`~mmadapt.config.TaskConfig`. Each of its splits is read once, through its dataset
 format, into a :class:`~mmadapt.data.split.Split` (samples and label space) that the task keeps. It turns
-the training split into :class:`~mmadapt.training.data.Example` s, and evaluates a model on its eval split
+the training split into :class:`~mmadapt.data.examples.Example` s, and evaluates a model on its eval split
 through the one evaluation loop (:func:`predict_all`): the model loads each batch tolerantly
 (``model.load_batch``), the task predicts on what loaded, and writes the predictions in the official
 results format under ``<run>/eval/`` and the scores as ``eval/<task>.json``. Bad eval samples (unreadable

@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+from mmadapt.data.examples import Example
 from mmadapt.data.formats.coco_captions import CaptionSample, write_caption_results
 from mmadapt.eval.caption_metric import caption_scores
 from mmadapt.registry import register
 from mmadapt.tasks.base import Task, predict_all, write_json
-from mmadapt.training.data import Example
 
 
 @register("tasks", "caption")

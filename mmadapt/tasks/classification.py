@@ -22,11 +22,11 @@ from typing import Any
 
 import torch
 
+from mmadapt.data.examples import LabelledExample
 from mmadapt.data.split import LabelSpace, ReadContext
 from mmadapt.errors import ConfigError, DataError
 from mmadapt.registry import register
 from mmadapt.tasks.base import Task, predict_all, write_json
-from mmadapt.training.data import LabelledExample
 
 
 @register("tasks", "classification")
@@ -38,8 +38,8 @@ class ClassificationTask(Task):
     # ------------------------------------------------------------------------------------------- data
     def read_context(self, which: str) -> ReadContext:
         ctx = super().read_context(which)
-        tok = getattr(self.model_config, "tokenizer", None)
-        if getattr(tok, "name", None) != "tabular":
+        tok = self.model_config.tokenizer if self.model_config is not None else None
+        if tok is None or tok.name != "tabular":
             return ctx
         from mmadapt.io.table import TableSchema
 
@@ -55,7 +55,7 @@ class ClassificationTask(Task):
     # ----------------------------------------------------------------------------------------- labels
     def classes(self) -> list[str]:
         """The class names, in index order: ``model.head.classes`` if set, else the training labels sorted."""
-        head = getattr(self.model_config, "head", None)
+        head = self.model_config.head if self.model_config is not None else None
         if head is not None and head.classes:
             return list(head.classes)
         if self.config.train is None:

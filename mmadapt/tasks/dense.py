@@ -31,7 +31,7 @@ class DenseTask(Task):
 
     # ------------------------------------------------------------------------------------------- data
     def read_context(self, which: str) -> ReadContext:
-        dense = getattr(self.model_config, "dense", None)
+        dense = self.model_config.dense if self.model_config is not None else None
         if dense is None:
             raise ConfigError(f"tasks.{self.key}: a dense task needs model.dense.tasks (a dense_multitask model)")
         ctx = super().read_context(which)
@@ -106,7 +106,7 @@ class DenseTask(Task):
         from mmadapt.data.formats.pascal_context import load_dense_labels
 
         dense = dense or self.model_config.dense
-        size = getattr(dense, "image_size", None)
+        size = dense.image_size
         samples = self.samples("eval")
         labels = []
         for s in samples:

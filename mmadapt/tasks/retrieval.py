@@ -16,12 +16,12 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from mmadapt.data.examples import MatchExample
 from mmadapt.data.formats.msrvtt_retrieval import Caption
 from mmadapt.errors import DataError
 from mmadapt.eval.retrieval_metric import chance_metrics, retrieval_metrics
 from mmadapt.registry import register
 from mmadapt.tasks.base import Task, batched, predict_all, write_json
-from mmadapt.training.data import MatchExample
 
 
 @register("tasks", "retrieval")

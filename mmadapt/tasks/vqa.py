@@ -14,6 +14,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from mmadapt.data.examples import Example
 from mmadapt.data.formats.msrvtt_qa import write_vqa_files
 from mmadapt.data.formats.vqa_v2 import VQASample, training_answer, write_vqa_results
 from mmadapt.data.split import LabelSpace
@@ -21,7 +22,6 @@ from mmadapt.errors import ConfigError
 from mmadapt.eval.vqa_metric import score_vqa_files
 from mmadapt.registry import register
 from mmadapt.tasks.base import Task, predict_all, write_json
-from mmadapt.training.data import Example
 
 
 @register("tasks", "vqa")

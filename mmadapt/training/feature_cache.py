@@ -238,13 +238,13 @@ def build_store(root: str | Path, material: dict, paths: Sequence[str],
 # ------------------------------------------------------------------------------------ with an assembly
 def _cacheable(model):
     """(vision encoder, adapter) of a model whose adapter reads cacheable frozen-encoder features."""
-    adapter = getattr(model, "adapter", None)
-    kind = getattr(adapter, "feature_kind", None)
-    if kind is None or not hasattr(model, "use_feature_cache"):
-        name = getattr(getattr(model, "config", None), "assembly", type(model).__name__)
-        raise ConfigError(f"train.feature_cache: {name} with adapter {type(adapter).__name__} reads no cacheable "
+    from mmadapt.models.perceptual_lm import PerceptualLM
+
+    if not isinstance(model, PerceptualLM) or model.adapter.feature_kind is None:
+        adapter = model.config.adapter.name if model.config.adapter is not None else "none"
+        raise ConfigError(f"train.feature_cache: {model.config.assembly} with adapter {adapter} reads no cacheable "
                           "frozen-encoder features (perceptual_lm with epalm does)")
-    return model.vision, adapter
+    return model.vision, model.adapter
 
 
 def cache_root(config) -> Path:

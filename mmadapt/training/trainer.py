@@ -28,12 +28,13 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from mmadapt.config import Config, TrainConfig
+from mmadapt.data.examples import draw_target
 from mmadapt.errors import ConfigError, TrainingError
+from mmadapt.schedule import cosine_with_warmup
 from mmadapt.training import checkpoint as ckpt
-from mmadapt.training.data import GlobalBatchOrder, draw_target
-from mmadapt.training.fast_paths import apply_fast_paths, autocast_context
-from mmadapt.training.schedule import cosine_with_warmup
+from mmadapt.training.data import GlobalBatchOrder
 from mmadapt.training.distributed import all_mean, barrier, device_for_rank, init_distributed
+from mmadapt.training.fast_paths import apply_fast_paths, autocast_context
 
 
 def deepspeed_config(train: TrainConfig, world_size: int) -> dict:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from mmadapt.names import register_scheme
 from mmadapt.zoo.cache import cache_root, deep_merge, get_or_build, read_manifest
 
 ZOO_PREFIX = "zoo:"
@@ -102,3 +103,6 @@ def resolve_pretrained(name_or_path: str) -> str:
     if is_zoo_name(name_or_path):
         return str(zoo_path(name_or_path))
     return name_or_path
+
+
+register_scheme("zoo", resolve_pretrained)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 import torch
 from tqdm.auto import tqdm
 
-from mmadapt.training.schedule import cosine_with_warmup
+from mmadapt.schedule import cosine_with_warmup
 
 
 def autocast(train_spec: dict):

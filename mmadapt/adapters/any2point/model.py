@@ -52,6 +52,7 @@ class Geometry:
 @register("adapters", "any2point")
 class Any2Point(Adapter):
     config_class = Any2PointConfig
+    assemblies = ("adapted_encoder",)
 
     def __init__(self, config: Any2PointConfig, encoder: TokenEncoder):
         super().__init__()

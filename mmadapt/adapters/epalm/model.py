@@ -78,8 +78,9 @@ class EPALM(PerceptualAdapter):
 
     config_class = EPALMConfig
 
-    def __init__(self, config: EPALMConfig, encoder_dim: int, encoder_layers: int, lm: CausalLM):
+    def __init__(self, config: EPALMConfig, lm: CausalLM, vision=None):
         super().__init__()
+        encoder_dim, encoder_layers = vision.hidden_size, vision.num_layers
         if config.n_injected > encoder_layers:
             from mmadapt.errors import ConfigError
 

@@ -74,8 +74,9 @@ class LLaVAProjector(PerceptualAdapter):
 
     config_class = LLaVAProjectorConfig
 
-    def __init__(self, config: LLaVAProjectorConfig, encoder_dim: int, encoder_layers: int, lm: CausalLM):
+    def __init__(self, config: LLaVAProjectorConfig, lm: CausalLM, vision=None):
         super().__init__()
+        encoder_dim, encoder_layers = vision.hidden_size, vision.num_layers
         try:
             absolute_layer(config.feature_layer, encoder_layers)
         except ValueError as exc:

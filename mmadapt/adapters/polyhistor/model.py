@@ -20,9 +20,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from mmadapt.adapters.dense import BlockHook, DenseAdapter, add_bottleneck, stage_widths
+from mmadapt.adapters.dense import DenseAdapter, add_bottleneck, stage_widths
 from mmadapt.adapters.polyhistor.config import PolyhistorConfig, PolyhistorLiteConfig
 from mmadapt.adapters.polyhistor.hypernetwork import DecomposedHyperNetwork, LayerScalingKernel
+from mmadapt.backbones.base import StageBlockHook
 from mmadapt.errors import ConfigError
 from mmadapt.registry import register
 
@@ -55,7 +56,7 @@ class _HyperAdapter(DenseAdapter):
     def layer_weights(self, task_emb: torch.Tensor, block: int) -> tuple[torch.Tensor, ...]:
         raise NotImplementedError
 
-    def block_hook(self, tasks: Sequence[str]) -> BlockHook:
+    def block_hook(self, tasks: Sequence[str]) -> StageBlockHook:
         task_emb = self.task_matrix(tasks)
         scale = self.config.scale
 

@@ -93,7 +93,7 @@ class SOLO(PerceptualAdapter):
     config_class = SOLOConfig
     uses_vision_encoder = False
 
-    def __init__(self, config: SOLOConfig, lm: CausalLM):
+    def __init__(self, config: SOLOConfig, lm: CausalLM, vision=None):
         super().__init__()
         self.config = config
         self.processor = NativeResolutionProcessor(config)

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mmadapt.config import DatasetConfig
 from mmadapt.data._records import (
     PathLike,
     check_images_exist,
@@ -32,7 +33,6 @@ from mmadapt.data._records import (
     result_id,
     write_json_atomic,
 )
-from mmadapt.config import DatasetConfig
 from mmadapt.data.split import ReadContext, Split, register_format
 from mmadapt.errors import ConfigError, DataError
 from mmadapt.io._files import resolve_inside

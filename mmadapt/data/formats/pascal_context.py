@@ -11,8 +11,9 @@ surface normals), as used by the multi-task benchmarks of Maninis et al. (ASTMT)
       mmadapt_dense.json                   optional: {"tasks": {"semseg": {"classes": [...]}, ...}}
 
 This module's one job is turning those files into arrays: :func:`read_dense_split` lists a split's samples
-(image + the label file of each task that has one), :func:`load_dense_labels` decodes the labels,
-:func:`load_dense_image` the image, :func:`class_names` names the classes. The synthetic set of
+(image + the label file of each task that has one), :func:`load_dense_labels` decodes the labels (each file
+through :mod:`mmadapt.io.dense_labels`), :func:`load_dense_image` the image, :func:`class_names` names the
+classes. The synthetic set of
 :mod:`mmadapt.data.synthetic.dense` is written in the same layout, so this one reader serves both.
 
 Label conventions (what losses and metrics receive):
@@ -45,6 +46,14 @@ from mmadapt.config import DatasetConfig
 from mmadapt.data.split import LabelSpace, ReadContext, Split, register_format, require_fields
 from mmadapt.errors import ConfigError, DataError
 from mmadapt.io._files import check_file, one_line
+from mmadapt.io.dense_labels import (
+    IGNORE_INDEX,
+    decode_label,
+    decode_png_normals,
+    encode_png_normals,
+    renormalise,
+    resize_nearest,
+)
 from mmadapt.io.image import load_image
 
 __all__ = [
@@ -79,7 +88,6 @@ TASK_DIRS: dict[str, tuple[str, ...]] = {
 #: the task names, in the benchmark's usual order
 TASKS: tuple[str, ...] = tuple(TASK_DIRS)
 #: label value of pixels that losses and metrics skip (class maps)
-IGNORE_INDEX = 255
 #: the 21 PASCAL VOC classes of the PASCAL-Context multi-task semantic segmentation, background first
 PASCAL_SEMSEG_CLASSES: tuple[str, ...] = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -97,8 +105,6 @@ METADATA_FILE = "mmadapt_dense.json"
 IMAGE_DIR = "JPEGImages"
 IMAGE_SUFFIX = ".jpg"
 SPLIT_DIR = "ImageSets/Context"
-_MIN_NORMAL_NORM = 0.5  # decoded normals shorter than this (before renormalising) are invalid
-_SALIENT_ABOVE = 127  # grey level: salient where > this
 _MISSING_SHOWN = 5  # how many missing ids an error lists
 
 
@@ -316,16 +322,16 @@ def load_dense_labels(
             out[task] = (np.zeros((*hw, 3), np.float32) if task == "normals"
                          else np.full(hw, IGNORE_INDEX, np.int64))
             continue
-        label = _DECODERS[task](Path(path))
+        label = decode_label(task, Path(path))
         if image_hw is None:
             image_hw = _image_hw(sample.image)
         if label.shape[:2] != image_hw:
             raise DataError(f"{path}: {task} label is {label.shape[1]}x{label.shape[0]} (W x H) but its image "
                             f"{sample.image.name} is {image_hw[1]}x{image_hw[0]}")
         if target is not None and label.shape[:2] != target:
-            label = _resize_nearest(label, target)
+            label = resize_nearest(label, target)
             if task == "normals":
-                label = _renormalise(label)
+                label = renormalise(label)
         out[task] = label
     return out
 
@@ -353,152 +359,3 @@ def _image_hw(path: Path) -> tuple[int, int]:
     except Exception as exc:  # noqa: BLE001 - header parsers raise OSError, SyntaxError, struct.error, ...
         raise DataError(f"{where}: cannot read image header ({one_line(exc)})") from None
     return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
-
-
-def _resize_nearest(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize of ``[H, W, ...]`` to ``size = (H', W')`` (pixel centres mapped)."""
-    height, width = array.shape[:2]
-    rows = np.minimum(((np.arange(size[0]) + 0.5) * height / size[0]).astype(np.int64), height - 1)
-    cols = np.minimum(((np.arange(size[1]) + 0.5) * width / size[1]).astype(np.int64), width - 1)
-    return array[rows[:, None], cols[None, :]]
-
-
-def _renormalise(vectors: np.ndarray) -> np.ndarray:
-    """Unit vectors ``[H, W, 3]`` float32; vectors shorter than 0.5 or non-finite become ``(0, 0, 0)``."""
-    vectors = vectors.astype(np.float64)
-    finite = np.isfinite(vectors).all(axis=-1)
-    vectors[~finite] = 0.0
-    norm = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    valid = norm[..., 0] >= _MIN_NORMAL_NORM
-    unit = np.divide(vectors, norm, out=np.zeros_like(vectors), where=norm > 0)
-    unit[~valid] = 0.0
-    return unit.astype(np.float32)
-
-
-def decode_png_normals(rgb: np.ndarray) -> np.ndarray:
-    """uint8 ``[H, W, 3]`` → float32 unit normals ``[H, W, 3]``: ``n = 2 * rgb / 255 - 1``, renormalised.
-    Invalid, ``(0, 0, 0)``: pixels whose ``n`` is shorter than 0.5 (mid-grey, ``(128, 128, 128)``-ish) and
-    all-zero pixels (the usual "no data" fill; their ``(-1, -1, -1)`` would face away from the camera)."""
-    rgb = np.asarray(rgb)
-    normals = _renormalise(2.0 * rgb.astype(np.float64) / 255.0 - 1.0)
-    normals[(rgb == 0).all(axis=-1)] = 0.0
-    return normals
-
-
-def encode_png_normals(normals: np.ndarray) -> np.ndarray:
-    """float ``[H, W, 3]`` unit normals (zero = invalid) → uint8 ``[H, W, 3]``, the inverse of
-    :func:`decode_png_normals` up to quantisation: ``rgb = round((n + 1) * 127.5)``; invalid pixels are
-    written as ``(0, 0, 0)``."""
-    normals = np.asarray(normals, dtype=np.float64)
-    rgb = np.clip(np.rint((normals + 1.0) * 127.5), 0, 255).astype(np.uint8)
-    rgb[np.linalg.norm(normals, axis=-1) < _MIN_NORMAL_NORM] = 0
-    return rgb
-
-
-# ------------------------------------------------------------------------------------------------ decoders
-def _open_png(path: Path, task: str) -> Image.Image:
-    """A fully decoded label image (``Image.load()``, so truncation fails here), errors naming ``path``."""
-    where = os.fspath(path)
-    check_file(where, f"{task} label")
-    try:
-        with Image.open(where) as opened:
-            opened.load()
-            return opened.copy()
-    except UnidentifiedImageError:
-        raise DataError(f"{where}: not a recognised image file ({task} label)") from None
-    except Exception as exc:  # noqa: BLE001 - decoders raise OSError, SyntaxError, EOFError, ...
-        text = one_line(exc)
-        if "truncated" in text.lower() or isinstance(exc, EOFError):
-            text = "truncated file"
-        raise DataError(f"{where}: cannot decode {task} label ({text})") from None
-
-
-def _class_png(path: Path, task: str) -> np.ndarray:
-    """An index png (mode ``P``, ``L`` or ``I``/``I;16``) → int64 ``[H, W]``; colour pngs are refused."""
-    image = _open_png(path, task)
-    if image.mode not in ("P", "L", "I", "I;16", "I;16B", "I;16L"):
-        raise DataError(f"{path}: {task} label has image mode {image.mode!r}; expected a class-index png "
-                        f"(mode 'P' or 'L': one class index per pixel)")
-    return np.asarray(image).astype(np.int64)
-
-
-def _load_mat(path: Path, task: str, keys: tuple[str, ...]) -> np.ndarray:
-    """The array of a ``.mat`` label: the first of ``keys`` present, else the only non-``__`` variable."""
-    where = os.fspath(path)
-    check_file(where, f"{task} label")
-    try:
-        import scipy.io
-    except ImportError:
-        raise DataError(f"{where}: reading .mat labels needs scipy (pip install scipy)") from None
-    try:
-        content = scipy.io.loadmat(where)
-    except Exception as exc:  # noqa: BLE001 - scipy raises ValueError, MatReadError, TypeError, OSError, ...
-        raise DataError(f"{where}: cannot read .mat {task} label ({one_line(exc)})") from None
-    variables = {k: v for k, v in content.items() if not k.startswith("__")}
-    key = next((k for k in keys if k in variables), None)
-    if key is None:
-        if len(variables) != 1:
-            raise DataError(f"{where}: .mat {task} label: expected a variable named one of {list(keys)} or a "
-                            f"single variable, found {sorted(variables)}")
-        key = next(iter(variables))
-    array = variables[key]
-    if not isinstance(array, np.ndarray) or array.dtype.kind not in "biuf":
-        raise DataError(f"{where}: .mat {task} label: variable {key!r} is not a numeric array "
-                        f"(got {getattr(array, 'dtype', type(array).__name__)}); raw PASCAL-Part 'anno' "
-                        f"structs must be converted to a class-index map first")
-    return array
-
-
-def _decode_classes(path: Path, task: str) -> np.ndarray:
-    if path.suffix.lower() == ".mat":
-        array = _load_mat(path, task, (task, "label", "labels", "anno"))
-        if array.ndim != 2:
-            raise DataError(f"{path}: .mat {task} label: expected a [H, W] class map, got shape {array.shape}")
-        if array.dtype.kind == "f":
-            if not np.isfinite(array).all() or (array != np.round(array)).any():
-                raise DataError(f"{path}: .mat {task} label: class indices must be whole numbers")
-        array = array.astype(np.int64)
-    else:
-        array = _class_png(path, task)
-    if array.size and (array.min() < 0):
-        raise DataError(f"{path}: {task} label has negative class index {int(array.min())}")
-    return array
-
-
-def _decode_semseg(path: Path) -> np.ndarray:
-    return _decode_classes(path, "semseg")
-
-
-def _decode_parts(path: Path) -> np.ndarray:
-    return _decode_classes(path, "parts")
-
-
-def _decode_saliency(path: Path) -> np.ndarray:
-    image = _open_png(path, "saliency")
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        raise DataError(f"{path}: saliency label has image mode {image.mode!r}; expected an 8-bit grey png")
-    grey = np.asarray(image.convert("L"))
-    return (grey > _SALIENT_ABOVE).astype(np.int64)
-
-
-def _decode_normals(path: Path) -> np.ndarray:
-    if path.suffix.lower() == ".mat":
-        array = _load_mat(path, "normals", ("normals", "normal", "norm"))
-        if array.ndim != 3 or array.shape[2] != 3:
-            raise DataError(f"{path}: .mat normals: expected a [H, W, 3] array, got shape {array.shape}")
-        return _renormalise(array)
-    image = _open_png(path, "normals")
-    if image.mode == "RGBA":
-        image = image.convert("RGB")
-    if image.mode != "RGB":
-        raise DataError(f"{path}: normals label has image mode {image.mode!r}; expected an RGB png "
-                        f"(n = 2 * rgb / 255 - 1)")
-    return decode_png_normals(np.asarray(image))
-
-
-_DECODERS = {
-    "semseg": _decode_semseg,
-    "parts": _decode_parts,
-    "saliency": _decode_saliency,
-    "normals": _decode_normals,
-}

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mmadapt.config import DatasetConfig
 from mmadapt.data._records import (
     PathLike,
     check_images_exist,
@@ -44,7 +45,6 @@ from mmadapt.data._records import (
     result_id,
     write_json_atomic,
 )
-from mmadapt.config import DatasetConfig
 from mmadapt.data.split import ReadContext, Split, register_format
 from mmadapt.errors import ConfigError, DataError
 from mmadapt.io._files import resolve_inside

@@ -1,7 +1,6 @@
-"""Task heads that turn an encoder's output tokens into predictions (importing this registers them).
+"""Pooled heads that turn an encoder's output tokens into predictions (importing this registers them).
 
-Text outputs come from the frozen LM's own output embedding (see :class:`~mmadapt.models.PerceptualLM`);
-the heads here serve encoder assemblies (:class:`~mmadapt.models.AdaptedEncoder`). Each head pools the
+They serve encoder assemblies (:class:`~mmadapt.models.AdaptedEncoder`). Each head pools the
 tokens (masked mean over real tokens, the [CLS] at position 0, or max ‖ [CLS]), normalises or runs an MLP,
 projects, and owns its loss.
 """
