@@ -216,17 +216,17 @@ def test_file_errors(tmp_path: Path) -> None:
     with pytest.raises(CaptionFormatError, match=r"empty\.json: the results list is empty"):
         score_caption_files(ann, empty)
     no_caption = _write(tmp_path / "nocap.json", [{"image_id": 1}])
-    with pytest.raises(CaptionFormatError, match=r"nocap\.json: results\[0\]\.caption is missing"):
+    with pytest.raises(CaptionFormatError, match=r"nocap\.json: results\[0\]\.caption missing"):
         score_caption_files(ann, no_caption)
     not_a_list = _write(tmp_path / "obj.json", {"image_id": 1, "caption": "x"})
     with pytest.raises(CaptionFormatError, match=r"obj\.json: expected a list"):
         score_caption_files(ann, not_a_list)
     broken = tmp_path / "broken.json"
     broken.write_text("[{", encoding="utf-8")
-    with pytest.raises(CaptionFormatError, match=r"broken\.json: not valid JSON"):
+    with pytest.raises(CaptionFormatError, match=r"broken\.json: invalid JSON at line"):
         score_caption_files(ann, broken)
     bad_ann = _write(tmp_path / "bad_ann.json", {"annotations": [{"image_id": "1", "caption": "a"}]})
-    with pytest.raises(CaptionFormatError, match=r"bad_ann\.json: annotations\[0\]\.image_id has type str"):
+    with pytest.raises(CaptionFormatError, match=r"bad_ann\.json: annotations\[0\]\.image_id: expected int, got str"):
         score_caption_files(bad_ann, unknown)
 
 

@@ -270,14 +270,14 @@ def test_duplicate_result() -> None:
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda a, r: a["annotations"][3].pop("answers"), r"annotations\[3\]\.answers is missing"),
+        (lambda a, r: a["annotations"][3].pop("answers"), r"annotations\[3\]\.answers missing"),
         (lambda a, r: a["annotations"][1].update(answers=[]), r"annotations\[1\]\.answers is empty"),
         (lambda a, r: a["annotations"][2]["answers"][4].pop("answer"), r"annotations\[2\]\.answers\[4\]\.answer"),
-        (lambda a, r: a["annotations"][0].pop("question_type"), r"annotations\[0\]\.question_type is missing"),
+        (lambda a, r: a["annotations"][0].pop("question_type"), r"annotations\[0\]\.question_type missing"),
         (lambda a, r: a["annotations"][1].update(question_id=10), r"annotations\[1\]\.question_id 10 .* twice"),
-        (lambda a, r: r[1].pop("answer"), r"results\[1\]\.answer is missing"),
-        (lambda a, r: r[0].update(answer=3), r"results\[0\]\.answer has type int"),
-        (lambda a, r: r[2].pop("question_id"), r"results\[2\]\.question_id is missing"),
+        (lambda a, r: r[1].pop("answer"), r"results\[1\]\.answer missing"),
+        (lambda a, r: r[0].update(answer=3), r"results\[0\]\.answer: expected str, got int"),
+        (lambda a, r: r[2].pop("question_id"), r"results\[2\]\.question_id missing"),
     ],
 )
 def test_malformed_fields(mutate: Any, message: str) -> None:
@@ -334,7 +334,7 @@ def test_file_errors_name_the_file(tmp_path: Path) -> None:
     a = _write(tmp_path / "a.json", annotations)
     broken = tmp_path / "broken_results.json"
     broken.write_text('[{"question_id": 10, "answer": "red"', encoding="utf-8")
-    with pytest.raises(VQAFormatError, match=r"results file .*broken_results\.json: not valid JSON"):
+    with pytest.raises(VQAFormatError, match=r"results file .*broken_results\.json: invalid JSON at line 1"):
         score_vqa_files(q, a, broken)
     r = _write(tmp_path / "r.json", results + [{"question_id": 7, "answer": "x"}])
     message = r"r\.json: results\[4\]\.question_id 7 is not in annotations file .*a\.json"
@@ -342,5 +342,5 @@ def test_file_errors_name_the_file(tmp_path: Path) -> None:
         score_vqa_files(q, a, r)
     del annotations["annotations"][3]["answers"]
     a_bad = _write(tmp_path / "a_bad.json", annotations)
-    with pytest.raises(VQAFormatError, match=r"a_bad\.json: annotations\[3\]\.answers is missing"):
+    with pytest.raises(VQAFormatError, match=r"a_bad\.json: annotations\[3\]\.answers missing"):
         score_vqa_files(q, a_bad, _write(tmp_path / "r2.json", results))

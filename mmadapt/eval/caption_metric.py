@@ -24,7 +24,6 @@ to install one.
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import tempfile
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from mmadapt.errors import DataError, MMAdaptError
+from mmadapt.io.json_records import read_json, require
 
 __all__ = [
     "CaptionFormatError",
@@ -293,26 +293,11 @@ def _check_inputs(
 
 
 def _load_json(path: str | Path, source: str) -> Any:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise CaptionFormatError(f"{source}: not valid JSON ({error})") from error
-    except OSError as error:  # missing, a directory, unreadable
-        raise CaptionFormatError(f"{source}: cannot read file ({error.strerror or error})") from error
+    return read_json(path, top=None, error=CaptionFormatError, file=source)
 
 
 def _field(record: Any, key: str, kind: type, where: str, source: str) -> Any:
-    if not isinstance(record, Mapping):
-        raise CaptionFormatError(f"{source}: {where} must be an object, got {type(record).__name__}")
-    if key not in record:
-        raise CaptionFormatError(f"{source}: {where}.{key} is missing")
-    value = record[key]
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise CaptionFormatError(
-            f"{source}: {where}.{key} has type {type(value).__name__}, expected {kind.__name__}"
-        )
-    return value
+    return require(record, key, kind, source, where, error=CaptionFormatError)
 
 
 def _parse_references(data: Any, source: str) -> dict[int, list[str]]:

@@ -40,7 +40,6 @@ Deliberate differences from the official script, none of which changes a score o
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
@@ -48,6 +47,7 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 from mmadapt.errors import DataError
+from mmadapt.io.json_records import read_json, require
 
 __all__ = [
     "VQAFormatError",
@@ -311,25 +311,12 @@ def _percent_mean(values: list[float]) -> float:
 
 
 def _load_json(path: str | Path, source: str) -> Any:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise VQAFormatError(f"{source}: not valid JSON ({error})") from error
-    except OSError as error:  # missing, a directory, unreadable
-        raise VQAFormatError(f"{source}: cannot read file ({error.strerror or error})") from error
+    return read_json(path, top=None, error=VQAFormatError, file=source)
 
 
 def _field(record: Any, key: str, kind: type | tuple[type, ...], where: str, source: str) -> Any:
     """``record[key]`` checked to be of ``kind``; ``where`` is the record's path, e.g. ``annotations[3]``."""
-    if not isinstance(record, Mapping):
-        raise VQAFormatError(f"{source}: {where} must be an object, got {type(record).__name__}")
-    if key not in record:
-        raise VQAFormatError(f"{source}: {where}.{key} is missing")
-    value = record[key]
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise VQAFormatError(f"{source}: {where}.{key} has type {type(value).__name__}")
-    return value
+    return require(record, key, kind, source, where, error=VQAFormatError)
 
 
 def _parse_annotations(annotations: Any, source: str) -> dict[Any, _Annotation]:
