@@ -22,6 +22,7 @@ import torch
 
 from mmadapt import registry
 from mmadapt.config import Config
+from mmadapt.config.build import task_kind
 from mmadapt.errors import ConfigError
 from mmadapt.models.base import Assembly
 from mmadapt.tasks.base import Task, merge_label_spaces
@@ -38,15 +39,9 @@ def build_tasks(config: Config) -> dict[str, Task]:
     ``regression``), optionally with a suffix (``vqa_gqa``)."""
     if not config.tasks:
         raise ConfigError("tasks: at least one task is required (e.g. tasks.vqa)")
-    tasks = {}
-    for key, task_cfg in config.tasks.items():
-        kind = key.split("_")[0] if key not in registry.names("tasks") else key
-        try:
-            task_cls = registry.get("tasks", kind)
-        except KeyError as exc:
-            raise ConfigError(f"tasks.{key}: {exc.args[0]} (name the task after one, e.g. vqa or vqa_<suffix>)") from None
-        tasks[key] = task_cls(key, task_cfg, config.model)
-    return tasks
+    known = registry.names("tasks")
+    return {key: registry.get("tasks", task_kind(key, known))(key, task_cfg, config.model)
+            for key, task_cfg in config.tasks.items()}
 
 
 def build_model(config: Config, tasks: dict[str, Task] | None = None) -> Assembly:

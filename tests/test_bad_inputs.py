@@ -23,8 +23,9 @@ from tiny import make_model, tiny_config
 os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "mmadapt" / "torch_extensions"))
 
 import mmadapt  # noqa: E402
-from mmadapt.config import Config, TaskConfig  # noqa: E402
+from mmadapt.config import Config  # noqa: E402
 from mmadapt.data.split import make_dataset  # noqa: E402
+from mmadapt.tasks.classification import LabelledTaskConfig  # noqa: E402
 from mmadapt.errors import MMAdaptError  # noqa: E402
 
 CORPUS_DIR = Path(__file__).parent / "data" / "bad"
@@ -53,7 +54,7 @@ def _loaders(folder: Path) -> dict:
     from mmadapt.data.formats.msrvtt_retrieval import read_captions
 
     def manifest(path):
-        task = ClassificationTask("cls", TaskConfig(train=make_dataset("manifest", annotations=path)))
+        task = ClassificationTask("cls", LabelledTaskConfig(train=make_dataset("manifest", annotations=path)))
         return task.records("train")
 
     ok = {name: str(folder / name) for name in make_corpus.COMPANIONS}

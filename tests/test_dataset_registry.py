@@ -256,3 +256,27 @@ def test_every_adapter_family_has_one_constructor_shape():
         assert len(cls.assemblies) == 1, name
         params = list(inspect.signature(cls.__init__).parameters)[1:]
         assert params == shapes[cls.assemblies[0]], (name, params)
+
+
+# ------------------------------------------------------------------------------------ typed task sections
+@pytest.mark.parametrize("task, key, message", [
+    ("classification", "answer_mode", "tasks.classification.answer_mode: unknown key"),  # a VQA key
+    ("caption", "candidates", "tasks.caption.candidates: unknown key"),
+    ("retrieval", "prompt", "tasks.retrieval.prompt: unknown key"),
+    ("vqa", "label_key", "tasks.vqa.label_key: unknown key"),
+    ("vqa_gqa", "answer_mod", "tasks.vqa_gqa.answer_mod: unknown key (did you mean 'answer_mode'?)"),
+    ("vqx", "prompt", "tasks.vqx: no task named 'vqx'"),
+])
+def test_each_task_reads_only_its_own_keys(task, key, message):
+    with pytest.raises(ConfigError) as err:
+        Config.from_dict({"model": {"adapter": {"name": "epalm"}}, "tasks": {task: {key: "x"}}})
+    assert message in str(err.value)
+
+
+def test_task_sections_are_typed_by_the_task_they_name():
+    cfg = Config.from_dict({"model": {"adapter": {"name": "epalm"}},
+                            "tasks": {"vqa_gqa": {"answer_mode": "rank"}, "caption": {"num_beams": 3},
+                                      "classification": {"label_key": "y"}}})
+    assert [type(t).__name__ for t in cfg.tasks.values()] == ["VQATaskConfig", "TextTaskConfig", "LabelledTaskConfig"]
+    assert (cfg.tasks["vqa_gqa"].answer_mode, cfg.tasks["caption"].num_beams, cfg.tasks["classification"].label_key) \
+        == ("rank", 3, "y")

@@ -305,16 +305,15 @@ HOW = ["dotdot", "absolute", "symlink"]
 
 @pytest.mark.parametrize("how", HOW)
 def test_a_manifest_path_cannot_leave_the_root(outside, tmp_path, how):
-    from mmadapt.config import TaskConfig
     from mmadapt.data.split import make_dataset
-    from mmadapt.tasks.classification import ClassificationTask
+    from mmadapt.tasks.classification import ClassificationTask, LabelledTaskConfig
 
     root = tmp_path / "root"
     entry = _escapes(root, outside)[how]
     (root / "a.png").write_bytes(b"")
     rows = [{"path": "a.png", "label": "x"}, {"path": entry, "label": "x"}]
     manifest = _write(root / "train.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
-    task = ClassificationTask("cls", TaskConfig(train=make_dataset("manifest", annotations=str(manifest))))
+    task = ClassificationTask("cls", LabelledTaskConfig(train=make_dataset("manifest", annotations=str(manifest))))
     with pytest.raises(DataError) as caught:
         task.records("train")
     _assert_refused(caught.value, manifest, entry, root)
@@ -464,13 +463,12 @@ def test_a_root_that_is_itself_a_symlink_and_plain_subfolders_still_work(tmp_pat
 
 
 def test_an_absolute_manifest_path_inside_the_root_is_accepted(tmp_path):
-    from mmadapt.config import TaskConfig
     from mmadapt.data.split import make_dataset
-    from mmadapt.tasks.classification import ClassificationTask
+    from mmadapt.tasks.classification import ClassificationTask, LabelledTaskConfig
 
     (tmp_path / "images").mkdir()
     inside = tmp_path / "images" / "a.png"
     manifest = _write(tmp_path / "train.jsonl", json.dumps({"path": str(inside), "label": "x"}) + "\n"
                       + json.dumps({"path": "images/a.png", "label": "y"}) + "\n")
-    task = ClassificationTask("cls", TaskConfig(train=make_dataset("manifest", annotations=str(manifest))))
+    task = ClassificationTask("cls", LabelledTaskConfig(train=make_dataset("manifest", annotations=str(manifest))))
     assert task.records("train") == [(str(inside), "x"), (str(inside), "y")]

@@ -75,7 +75,9 @@ def _build(tp: Any, value: Any, path: str) -> Any:
                 close = difflib.get_close_matches(str(key), list(known), n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
                 raise ConfigError(f"{sub}: unknown key{hint}")
-            if tp is ModelConfig and key == "adapter":
+            if key == "tasks" and _is_run_config(tp):
+                kwargs[key] = _build_tasks(item, sub)
+            elif tp is ModelConfig and key == "adapter":
                 kwargs[key] = None if item is None else _build_adapter(item, sub)
             elif tp is ModelConfig and key == "tokenizer":
                 kwargs[key] = None if item is None else _build_tokenizer(item, sub)
@@ -167,6 +169,37 @@ def _build_adapter(value: Any, path: str) -> Any:
         return value
     adapter_cls = _registered("adapters", value, path, "epalm")
     return _build(adapter_cls.config_class, value, path)
+
+
+def _is_run_config(tp: Any) -> bool:
+    from mmadapt.config.run import Config  # imported here: that module imports this one
+
+    return tp is Config
+
+
+def task_kind(key: str, known: list[str]) -> str:
+    """The registered task a recipe's ``tasks.<key>`` names: ``key`` itself, or its part before the first
+    ``_`` (``vqa_gqa`` → ``vqa``)."""
+    return key if key in known else key.split("_")[0]
+
+
+def _build_tasks(value: Any, path: str) -> dict:
+    """``tasks``: each entry built as its task's own config (``config_class`` of the task it names)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: expected a mapping of task names to tasks, got {type(value).__name__}")
+    from mmadapt import registry  # tasks sit above the config: looked up by name
+
+    out = {}
+    for key, item in value.items():
+        sub = _join(path, key)
+        try:
+            task_cls = registry.get("tasks", task_kind(str(key), registry.names("tasks")))
+        except KeyError as exc:
+            raise ConfigError(f"{sub}: {exc.args[0]} (name the task after one, e.g. vqa or vqa_<suffix>)") from None
+        out[str(key)] = _build(task_cls.config_class, item, sub)
+    return out
 
 
 def build_dataset_config(value: Any, path: str) -> DatasetConfig:

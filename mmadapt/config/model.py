@@ -28,8 +28,8 @@ class BackboneConfig:
 class HeadConfig:
     """The task head of an ``adapted_encoder``: ``classification`` (cross-entropy) or ``regression`` (MSE).
 
-    ``classes`` / ``n_outputs`` are filled from the training data when the model is built (and saved with
-    the adapter), so a recipe rarely sets them.
+    ``classes`` / ``n_outputs`` come from the training data's label space when the model is built (kept in
+    the model's own config, ``model.config``, and saved with the adapter), so a recipe rarely sets them.
     """
 
     name: Literal["classification", "regression"] = "classification"
@@ -93,8 +93,8 @@ class DenseConfig:
 
 @dataclass
 class VideoTextConfig:
-    """How an ``all_in_one`` model reads clips and text, and its heads (filled from the tasks' data when
-    unset): ``answers`` — the video QA answer vocabulary (a classifier over it, as All-in-One does);
+    """How an ``all_in_one`` model reads clips and text, and its heads (from the tasks' label space when
+    unset, in the model's own config): ``answers`` — the video QA answer vocabulary (a classifier over it, as All-in-One does);
     ``matching`` — a video–text matching head (retrieval). Video classification uses ``model.head``.
 
     ``text_tokenizer`` names a Hugging Face tokenizer (id, path or ``zoo:`` LM); its ids get a *trained*

@@ -16,27 +16,14 @@ from mmadapt.errors import ConfigError
 
 @dataclass
 class TaskConfig:
-    """One task of a run: its data, its text format and how it is evaluated."""
+    """What every task of a run has: its data and its share of training batches. Each task kind extends it
+    with its own keys (its ``config_class``: :class:`~mmadapt.tasks.vqa.VQATaskConfig`, ...), chosen by the
+    task's name in the recipe (``tasks.vqa``, ``tasks.vqa_gqa``, ``tasks.classification``), so a key that the
+    task would not read fails when the recipe is read."""
 
     train: DatasetConfig | None = None
     eval: DatasetConfig | None = None
-    prompt: str = "question: {question} answer:"
     sample_weight: float = 1.0  # relative share of training batches when several tasks are mixed
-    # loss weight of the prompt / question tokens; None: the method's own (eP-ALM: 1, SOLO and others: 0)
-    prefix_loss_weight: float | None = None
-    target_separator: str = " "  # text between the prompt and the target (eP-ALM's authors: "" after "</a>")
-    # VQA only: the training answer — the annotation's most common one, or ``sampled`` (eP-ALM's authors): drawn
-    # each time the question is read, among its distinct annotator answers with weight min(1, 0.3 · count)
-    train_answer: Literal["most_common", "sampled"] = "most_common"
-    answer_mode: Literal["generate", "rank"] = "generate"  # VQA only
-    candidates: str | None = None  # rank mode: a JSON list of answers; default: training answers
-    rank_top_k: int = 16  # rank mode: candidates kept by first-token probability before full scoring
-    max_new_tokens: int = 10
-    # a cap on the whole sequence, as Hugging Face generate's max_length: the prompt's tokens (padded to the
-    # batch) + the new ones; None: only max_new_tokens (eP-ALM's authors: 30 and no max_new_tokens)
-    max_length: int | None = None
-    num_beams: int = 1
-    label_key: str = "label"  # classification / regression: the label field (manifest) or column (table)
 
 
 @dataclass

@@ -14,6 +14,7 @@ from __future__ import annotations
 import abc
 import json
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,22 @@ def predict_all(desc: str, items: Sequence[Any], batch_size: int, load: Callable
     return outputs, errors
 
 
+@dataclass
+class TextTaskConfig(TaskConfig):
+    """What a task that trains on text has (VQA, captioning): the prompt, the loss on it, how targets follow
+    it and how answers are generated."""
+
+    prompt: str = "question: {question} answer:"
+    # loss weight of the prompt / question tokens; None: the method's own (eP-ALM: 1, SOLO and others: 0)
+    prefix_loss_weight: float | None = None
+    target_separator: str = " "  # text between the prompt and the target (eP-ALM's authors: "" after "</a>")
+    max_new_tokens: int = 10
+    # a cap on the whole sequence, as Hugging Face generate's max_length: the prompt's tokens (padded to the
+    # batch) + the new ones; None: only max_new_tokens (eP-ALM's authors: 30 and no max_new_tokens)
+    max_length: int | None = None
+    num_beams: int = 1
+
+
 def write_json(path: Path, obj: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -60,6 +77,8 @@ class Task(abc.ABC):
     name: str
     #: the samples this task reads from its formats (see :mod:`mmadapt.data.split`)
     sample_kind: str
+    #: the dataclass of ``tasks.<key>`` in a recipe
+    config_class: type = TaskConfig
 
     def __init__(self, key: str, config: TaskConfig, model_config: ModelConfig | None = None):
         self.key = key  # the task's name in the recipe (`tasks.<key>`)
@@ -69,7 +88,7 @@ class Task(abc.ABC):
 
     # ------------------------------------------------------------------------------------------- data
     def read_context(self, which: str) -> ReadContext:
-        return ReadContext(self.sample_kind, f"tasks.{self.key}.{which}", label_key=self.config.label_key)
+        return ReadContext(self.sample_kind, f"tasks.{self.key}.{which}")
 
     def split(self, which: str) -> Split:
         """The ``train`` / ``eval`` split, read the first time it is asked for and kept."""

@@ -15,13 +15,14 @@ from mmadapt.data.examples import Example
 from mmadapt.data.formats.coco_captions import CaptionSample, write_caption_results
 from mmadapt.eval.caption_metric import caption_scores
 from mmadapt.registry import register
-from mmadapt.tasks.base import Task, predict_all, write_json
+from mmadapt.tasks.base import Task, TextTaskConfig, predict_all, write_json
 
 
 @register("tasks", "caption")
 class CaptionTask(Task):
     name = "caption"
     sample_kind = "caption"
+    config_class = TextTaskConfig
 
     def _samples(self, which: str) -> list[CaptionSample]:
         return self.split(which).samples

@@ -17,27 +17,37 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from mmadapt.data.examples import LabelledExample
+from mmadapt.config import TaskConfig
 from mmadapt.data.split import LabelSpace, ReadContext
 from mmadapt.errors import ConfigError, DataError
 from mmadapt.registry import register
 from mmadapt.tasks.base import Task, predict_all, write_json
 
 
+@dataclass
+class LabelledTaskConfig(TaskConfig):
+    """A classification / regression task: which field of a manifest (column of a table) is the label."""
+
+    label_key: str = "label"
+
+
 @register("tasks", "classification")
 class ClassificationTask(Task):
     name = "classification"
     sample_kind = "labelled"
+    config_class = LabelledTaskConfig
     regression = False
 
     # ------------------------------------------------------------------------------------------- data
     def read_context(self, which: str) -> ReadContext:
-        ctx = super().read_context(which)
+        ctx = ReadContext(self.sample_kind, f"tasks.{self.key}.{which}", label_key=self.config.label_key)
         tok = self.model_config.tokenizer if self.model_config is not None else None
         if tok is None or tok.name != "tabular":
             return ctx

@@ -34,8 +34,7 @@ class DenseTask(Task):
         dense = self.model_config.dense if self.model_config is not None else None
         if dense is None:
             raise ConfigError(f"tasks.{self.key}: a dense task needs model.dense.tasks (a dense_multitask model)")
-        ctx = super().read_context(which)
-        return ReadContext(ctx.kind, ctx.where, ctx.label_key, dense_tasks=tuple(dense.tasks))
+        return ReadContext(self.sample_kind, f"tasks.{self.key}.{which}", dense_tasks=tuple(dense.tasks))
 
     def samples(self, which: str) -> list:
         return self.split(which).samples if getattr(self.config, which) is not None else []

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from mmadapt.data.examples import Example
 from mmadapt.data.formats.msrvtt_qa import write_vqa_files
@@ -21,13 +23,26 @@ from mmadapt.data.split import LabelSpace
 from mmadapt.errors import ConfigError
 from mmadapt.eval.vqa_metric import score_vqa_files
 from mmadapt.registry import register
-from mmadapt.tasks.base import Task, predict_all, write_json
+from mmadapt.tasks.base import Task, TextTaskConfig, predict_all, write_json
+
+
+@dataclass
+class VQATaskConfig(TextTaskConfig):
+    """A VQA task: the text keys of every text task, and how it trains and answers."""
+
+    # the training answer — the annotation's most common one, or ``sampled`` (eP-ALM's authors): drawn each
+    # time the question is read, among its distinct annotator answers with weight min(1, 0.3 · count)
+    train_answer: Literal["most_common", "sampled"] = "most_common"
+    answer_mode: Literal["generate", "rank"] = "generate"
+    candidates: str | None = None  # rank mode: a JSON list of answers; default: training answers
+    rank_top_k: int = 16  # rank mode: candidates kept by first-token probability before full scoring
 
 
 @register("tasks", "vqa")
 class VQATask(Task):
     name = "vqa"
     sample_kind = "vqa"
+    config_class = VQATaskConfig
 
     def _samples(self, which: str) -> list[VQASample]:
         return self.split(which).samples

@@ -35,7 +35,8 @@ class TabularTokenizerConfig:
       index 0, for missing / unseen values), and optionally the target's classes;
     - ``target``, ``target_kind``: the label column (read by the loader, never tokenised) and its kind;
     - ``numeric_mean`` / ``numeric_std``: per numeric column, from the training table (:func:`mmadapt.build_model`
-      fills them when both are None; a tokenizer built alone then uses 0 and 1).
+      takes them from the training split's label space when both are None, into the model's own config; a
+      tokenizer built alone then uses 0 and 1).
 
     :meth:`from_table` fills all of it from a loaded training table.
     """

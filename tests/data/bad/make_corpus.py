@@ -485,7 +485,7 @@ LOADER_CALLS: dict[str, str] = {
     "load_coco_captions": "mmadapt.data.formats.coco_captions.load_coco_captions(file, 'images', check_images=False)",
     "load_karpathy": "mmadapt.data.formats.karpathy.load_karpathy(file, 'images', 'test', check_images=False)",
     "score_caption_files": "mmadapt.eval.caption_metric.score_caption_files('ok_captions.json', file)",
-    "manifest": "ClassificationTask('cls', TaskConfig(train=make_dataset('manifest', annotations=file)))"
+    "manifest": "ClassificationTask('cls', LabelledTaskConfig(train=make_dataset('manifest', annotations=file)))"
                 ".records('train') (mmadapt.tasks.classification)",
     "load_video_qa": "mmadapt.data.formats.msrvtt_qa.load_video_qa(file) (template '{video}' for videoqa_traversal.json)",
     "load_audiocaps": "mmadapt.data.formats.audiocaps.load_audiocaps(file)",
