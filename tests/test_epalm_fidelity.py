@@ -245,8 +245,8 @@ def _recompute_greedy(model, pv, prefix, steps):
 
 
 class _HandRecompute:
-    """A decoding state for ``decoding.beam_search`` written here: per row, (sample, tokens so far); every step re-runs each
-    row's whole sequence alone."""
+    """A decoding state for ``decoding.beam_search`` written here: per row, (sample, tokens so far); every step
+    re-runs each row's whole sequence alone."""
 
     def __init__(self, model, pv, prefixes):
         self.model, self.pv, self.prefixes = model, pv, prefixes

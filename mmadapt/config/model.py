@@ -94,8 +94,9 @@ class DenseConfig:
 @dataclass
 class VideoTextConfig:
     """How an ``all_in_one`` model reads clips and text, and its heads (from the tasks' label space when
-    unset, in the model's own config): ``answers`` — the video QA answer vocabulary (a classifier over it, as All-in-One does);
-    ``matching`` — a video–text matching head (retrieval). Video classification uses ``model.head``.
+    unset, in the model's own config): ``answers`` — the video QA answer vocabulary (a classifier over it, as
+    All-in-One does); ``matching`` — a video–text matching head (retrieval). Video classification uses
+    ``model.head``.
 
     ``text_tokenizer`` names a Hugging Face tokenizer (id, path or ``zoo:`` LM); its ids get a *trained*
     embedding table of the encoder's width (plus ``max_text_len`` text positions and a text / video type

@@ -4,13 +4,13 @@
 search) and ``rank(batch, candidates) -> list[str]`` picks VQA answers from a list — both written in
 :mod:`mmadapt.models.decoding`, over the model's ``perceive`` / ``prefill_inputs`` / ``run_lm`` steps.
 
-A batch (:meth:`PerceptualLM.load_batch`, through :func:`mmadapt.io.batch.load_each`) holds ``pixel_values``
-(what the image side's ``preprocess`` returns: [B, 3, H, W] for a vision encoder, a :class:`~mmadapt.adapters.solo.PatchBatch` for
-SOLO), ``prefix`` (list of prompt texts, e.g. ``"question: what color is the circle? answer:"``, or the eP-ALM
-authors' ``"what color is the circle??</a>"``) and, for training, ``target`` (the answer or caption). The text
-is ``prefix + separator + target + EOS`` (``separator``: the task's ``target_separator``, default one space;
-the prefix starts with the tokenizer's BOS, or with BOS / EOS added here for tokenizers that add none, e.g.
-GPT-2's).
+A batch (:meth:`PerceptualLM.load_batch`, through :func:`mmadapt.io.batch.load_each`) holds ``pixel_values`` (what
+the image side's ``preprocess`` returns: [B, 3, H, W] for a vision encoder, a
+:class:`~mmadapt.adapters.solo.PatchBatch` for SOLO), ``prefix`` (list of prompt texts, e.g. ``"question: what color
+is the circle? answer:"``, or the eP-ALM authors' ``"what color is the circle??</a>"``) and, for training,
+``target`` (the answer or caption). The text is ``prefix + separator + target + EOS`` (``separator``: the task's
+``target_separator``, default one space; the prefix starts with the tokenizer's BOS, or with BOS / EOS added here
+for tokenizers that add none, e.g. GPT-2's).
 
 The loss (:class:`~mmadapt.adapters.base.TextLoss`, declared by the adapter, so each method's default is its
 authors'): each predicted token has a weight — prefix tokens the task's ``prefix_loss_weight`` when set, else the

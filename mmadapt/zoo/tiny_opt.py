@@ -10,13 +10,13 @@ them, in exactly the formats the library uses later::
     motion   "the disc moves up . question: which way does the shape move? answer: up question: ...</s>"
     sound    "the sound is a rising chirp . caption: a tone rises in pitch</s>"
 
-where ``facts = scene_facts(scene, rng)`` (see :mod:`mmadapt.data.synthetic.scene_world`); the motion and sound texts tell
-the synthetic clips of the video QA and audio captioning sets in words
-(:mod:`mmadapt.data.synthetic.media_text`), so the LM knows their vocabulary as a pretrained LM would. The key–value texts use random
-names and values, so the model learns to look things up in context in general, not just to memorise the
-scene vocabulary; the copy texts give a dense signal to the look-back-and-copy (induction) heads that such
-reading is built on. Up to ``max_questions`` questions share one context, and the loss weighs answers 1 and
-prompts ``prompt_loss_weight``: every answer is a reading signal, while the random facts are noise.
+where ``facts = scene_facts(scene, rng)`` (see :mod:`mmadapt.data.synthetic.scene_world`); the motion and sound
+texts tell the synthetic clips of the video QA and audio captioning sets in words
+(:mod:`mmadapt.data.synthetic.media_text`), so the LM knows their vocabulary as a pretrained LM would. The key–value
+texts use random names and values, so the model learns to look things up in context in general, not just to memorise
+the scene vocabulary; the copy texts give a dense signal to the look-back-and-copy (induction) heads that such
+reading is built on. Up to ``max_questions`` questions share one context, and the loss weighs answers 1 and prompts
+``prompt_loss_weight``: every answer is a reading signal, while the random facts are noise.
 
 What it took to make a model this small read its context within a few CPU minutes (measured here; each
 change alone was not enough): the sinusoid start of the learned position table (see

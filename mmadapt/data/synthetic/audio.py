@@ -26,10 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mmadapt.data.formats.manifest import manifest_records
 from mmadapt.data.split import ReadContext, Split, register_format
 from mmadapt.data.synthetic._manifest import balanced_label, check_split_n_seed, write_manifest
-from mmadapt.data.synthetic.generated import GeneratedConfig, generate
+from mmadapt.data.synthetic.generated import GeneratedConfig, generated_manifest
 from mmadapt.errors import ConfigError
 from mmadapt.io.audio import write_audio
 
@@ -101,10 +100,10 @@ def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
 
 @dataclass
 class SyntheticAudioConfig(GeneratedConfig):
-    """Wav clips of five sound kinds (tones, rising / falling chirps, ...), labelled by kind. Generated under ``root`` (``split``, ``n_samples``, ``seed``)."""
+    """Wav clips of five sound kinds (tones, rising / falling chirps, ...), labelled by kind. Generated under ``root``
+    (``split``, ``n_samples``, ``seed``)."""
 
 
 @register_format("synthetic_audio", SyntheticAudioConfig, serves=("labelled",))
 def read_synthetic_audio(cfg: SyntheticAudioConfig, ctx: ReadContext) -> Split:
-    path = generate(cfg, ctx, write_audio_dataset)
-    return Split("labelled", manifest_records(path, path.parent, ctx.label_key))
+    return generated_manifest(cfg, ctx, write_audio_dataset)

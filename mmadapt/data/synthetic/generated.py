@@ -21,7 +21,7 @@ from typing import Any
 from filelock import FileLock
 
 from mmadapt.config import DatasetConfig
-from mmadapt.data.split import ReadContext, require_fields
+from mmadapt.data.split import ReadContext, Split, require_fields
 from mmadapt.errors import DataError
 from mmadapt.io._files import resolve_inside
 
@@ -41,6 +41,14 @@ def generate(cfg: GeneratedConfig, ctx: ReadContext, writer: Callable[..., Path]
     """The split ``cfg`` asks for, written by ``writer`` if missing; returns what the writer returns."""
     require_fields(cfg, ("root", "split", "n_samples"), ctx.where)
     return ensure_generated(cfg.root, cfg.split, cfg.n_samples, cfg.seed, writer, **options)
+
+
+def generated_manifest(cfg: GeneratedConfig, ctx: ReadContext, writer: Callable[..., Path]) -> Split:
+    """The labelled split of a generator that writes a JSON-lines manifest (paths relative to its folder)."""
+    from mmadapt.data.formats.manifest import manifest_records
+
+    path = generate(cfg, ctx, writer)
+    return Split("labelled", manifest_records(path, path.parent, ctx.label_key))
 
 
 def ensure_generated(root: str | Path, split: str, n: int, seed: int, writer: Callable[..., Path],

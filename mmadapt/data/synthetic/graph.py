@@ -30,10 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mmadapt.data.formats.manifest import manifest_records
 from mmadapt.data.split import ReadContext, Split, register_format
 from mmadapt.data.synthetic._manifest import write_manifest
-from mmadapt.data.synthetic.generated import GeneratedConfig, generate
+from mmadapt.data.synthetic.generated import GeneratedConfig, generated_manifest
 from mmadapt.errors import ConfigError
 
 __all__ = ["CLASSES", "write_graph_dataset"]
@@ -117,10 +116,10 @@ _MOTIFS = {"cycle": _cycle, "tree": _tree, "clique": _clique}
 
 @dataclass
 class SyntheticGraphConfig(GeneratedConfig):
-    """Connected graphs built around a tree, a cycle or a clique, labelled by that motif. Generated under ``root`` (``split``, ``n_samples``, ``seed``)."""
+    """Connected graphs built around a tree, a cycle or a clique, labelled by that motif. Generated under ``root``
+    (``split``, ``n_samples``, ``seed``)."""
 
 
 @register_format("synthetic_graph", SyntheticGraphConfig, serves=("labelled",))
 def read_synthetic_graph(cfg: SyntheticGraphConfig, ctx: ReadContext) -> Split:
-    path = generate(cfg, ctx, write_graph_dataset)
-    return Split("labelled", manifest_records(path, path.parent, ctx.label_key))
+    return generated_manifest(cfg, ctx, write_graph_dataset)

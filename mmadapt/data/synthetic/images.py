@@ -1,10 +1,9 @@
 """An image classification set from the synthetic scenes: how many objects does the picture hold?
 
-Each image is a scene of :mod:`mmadapt.data.synthetic.scene_world` (1–3 objects of distinct shapes and colours at random
-cells, rendered as PNG); its label is the object count (``one`` / ``two`` / ``three``), which no single
-patch tells — a model has to look over the whole image. Written as ``<root>/<split>/<i>.png`` plus the
-JSON-lines manifest ``<root>/<split>.jsonl`` (``{"path", "label"}`` per line); deterministic given
-(split, seed).
+Each image is a scene of :mod:`mmadapt.data.synthetic.scene_world` (1–3 objects of distinct shapes and colours at
+random cells, rendered as PNG); its label is the object count (``one`` / ``two`` / ``three``), which no single patch
+tells — a model has to look over the whole image. Written as ``<root>/<split>/<i>.png`` plus the JSON-lines manifest
+``<root>/<split>.jsonl`` (``{"path", "label"}`` per line); deterministic given (split, seed).
 """
 
 from __future__ import annotations
@@ -14,11 +13,10 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmadapt.data.formats.manifest import manifest_records
 from mmadapt.data.split import ReadContext, Split, register_format
 from mmadapt.data.synthetic import scene_world as scenes
 from mmadapt.data.synthetic._manifest import write_manifest
-from mmadapt.data.synthetic.generated import GeneratedConfig, generate
+from mmadapt.data.synthetic.generated import GeneratedConfig, generated_manifest
 
 CLASSES: tuple[str, ...] = ("one", "two", "three")
 
@@ -42,10 +40,10 @@ def write_image_dataset(root: str | os.PathLike[str], split: str, n: int, seed: 
 
 @dataclass
 class SyntheticImagesConfig(GeneratedConfig):
-    """Scene images labelled by their object count (one / two / three). Generated under ``root`` (``split``, ``n_samples``, ``seed``)."""
+    """Scene images labelled by their object count (one / two / three). Generated under ``root`` (``split``,
+    ``n_samples``, ``seed``)."""
 
 
 @register_format("synthetic_images", SyntheticImagesConfig, serves=("labelled",))
 def read_synthetic_images(cfg: SyntheticImagesConfig, ctx: ReadContext) -> Split:
-    path = generate(cfg, ctx, write_image_dataset)
-    return Split("labelled", manifest_records(path, path.parent, ctx.label_key))
+    return generated_manifest(cfg, ctx, write_image_dataset)

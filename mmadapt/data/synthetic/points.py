@@ -26,10 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mmadapt.data.formats.manifest import manifest_records
 from mmadapt.data.split import ReadContext, Split, register_format
 from mmadapt.data.synthetic._manifest import write_manifest
-from mmadapt.data.synthetic.generated import GeneratedConfig, generate
+from mmadapt.data.synthetic.generated import GeneratedConfig, generated_manifest
 from mmadapt.errors import ConfigError
 from mmadapt.io.point_cloud import sample_surface, write_off, write_ply
 
@@ -201,10 +200,10 @@ _MESHES: dict[str, Callable[[np.random.Generator], Mesh]] = {
 
 @dataclass
 class SyntheticPointsConfig(GeneratedConfig):
-    """Point clouds sampled from meshes of five shapes, labelled by shape. Generated under ``root`` (``split``, ``n_samples``, ``seed``)."""
+    """Point clouds sampled from meshes of five shapes, labelled by shape. Generated under ``root`` (``split``,
+    ``n_samples``, ``seed``)."""
 
 
 @register_format("synthetic_points", SyntheticPointsConfig, serves=("labelled",))
 def read_synthetic_points(cfg: SyntheticPointsConfig, ctx: ReadContext) -> Split:
-    path = generate(cfg, ctx, write_point_cloud_dataset)
-    return Split("labelled", manifest_records(path, path.parent, ctx.label_key))
+    return generated_manifest(cfg, ctx, write_point_cloud_dataset)

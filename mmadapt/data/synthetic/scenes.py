@@ -1,7 +1,7 @@
 """Write the synthetic scenes task to disk in the official VQA v2 and COCO captions formats.
 
-The scenes, questions and captions come from :mod:`mmadapt.data.synthetic.scene_world`; this module only lays them out as
-files, so every loader and evaluator written for the real datasets runs unchanged on them::
+The scenes, questions and captions come from :mod:`mmadapt.data.synthetic.scene_world`; this module only lays them
+out as files, so every loader and evaluator written for the real datasets runs unchanged on them::
 
     root/
       manifest.json                      what is here (below); a recipe points at ``root`` only
@@ -219,7 +219,8 @@ def read_manifest(root: PathLike) -> dict[str, Any]:
 
 
 def load_scenes_vqa(root: PathLike, split: str, check_images: bool = True) -> list[VQASample]:
-    """The VQA samples of ``split`` of the synthetic dataset at ``root`` (via :func:`~mmadapt.data.formats.vqa_v2.load_vqa`)."""
+    """The VQA samples of ``split`` of the synthetic dataset at ``root`` (via
+    :func:`~mmadapt.data.formats.vqa_v2.load_vqa`)."""
     root = Path(root)
     entry = _split_entry(root, split)
     paths = _entry_paths(root, entry)

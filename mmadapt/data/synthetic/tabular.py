@@ -113,7 +113,8 @@ def _rule(numeric: np.ndarray, colour: np.ndarray, size: np.ndarray) -> np.ndarr
 
 @dataclass
 class SyntheticTabularConfig(GeneratedConfig):
-    """A rule-based table with numeric and categorical columns and missing cells. Generated under ``root`` (``split``, ``n_samples``, ``seed``)."""
+    """A rule-based table with numeric and categorical columns and missing cells. Generated under ``root`` (``split``,
+    ``n_samples``, ``seed``)."""
 
 
 @register_format("synthetic_tabular", SyntheticTabularConfig, serves=("labelled",))

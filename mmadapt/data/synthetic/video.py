@@ -18,8 +18,8 @@ one edge and comes back at the opposite one. Two properties hold exactly, by con
   is 25%.)
 
 Everything is a pure function of ``(seed, split, index)``: the same arguments give byte-identical files
-(:func:`~mmadapt.io.video.write_video` encodes reproducibly), and labels are balanced (each block of ``len(CLASSES)`` consecutive samples holds every
-class once, in a random order).
+(:func:`~mmadapt.io.video.write_video` encodes reproducibly), and labels are balanced (each block of
+``len(CLASSES)`` consecutive samples holds every class once, in a random order).
 """
 
 from __future__ import annotations
@@ -31,10 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mmadapt.data.formats.manifest import manifest_records
 from mmadapt.data.split import ReadContext, Split, register_format
 from mmadapt.data.synthetic._manifest import balanced_label, check_split_n_seed, write_manifest
-from mmadapt.data.synthetic.generated import GeneratedConfig, generate
+from mmadapt.data.synthetic.generated import GeneratedConfig, generated_manifest
 from mmadapt.errors import ConfigError
 from mmadapt.io.video import write_video
 
@@ -147,10 +146,10 @@ def write_video_dataset(
 
 @dataclass
 class SyntheticVideoConfig(GeneratedConfig):
-    """Clips of a shape moving in one of four directions, labelled by the direction. Generated under ``root`` (``split``, ``n_samples``, ``seed``)."""
+    """Clips of a shape moving in one of four directions, labelled by the direction. Generated under ``root``
+    (``split``, ``n_samples``, ``seed``)."""
 
 
 @register_format("synthetic_video", SyntheticVideoConfig, serves=("labelled",))
 def read_synthetic_video(cfg: SyntheticVideoConfig, ctx: ReadContext) -> Split:
-    path = generate(cfg, ctx, write_video_dataset)
-    return Split("labelled", manifest_records(path, path.parent, ctx.label_key))
+    return generated_manifest(cfg, ctx, write_video_dataset)
