@@ -1,5 +1,8 @@
 """eP-ALM train-step benchmark at real sizes: OPT-125m + ViT-B/16, random weights, CPU, no download.
 
+(One file over 400 lines on purpose: it is both the parent that launches each phase and the child that runs
+it, and reads top to bottom — model, phases, report; other benchmarks import its ``build_model``.)
+
     python benchmarks/epalm_step.py [--batch 8] [--steps 5] [--warmup 1] [--threads N] [--json out.json]
 
 What is built (from configs, random init: speed does not depend on the weights):

@@ -180,7 +180,7 @@ def build_demo(args) -> tuple:
             info["adapter"] = "untrained (fresh init)"
     model.eval()
     task = tasks["vqa"]
-    held_out, _ = task._samples("eval")
+    held_out = task.split("eval").samples
     if args.n > len(held_out):
         raise SystemExit(f"--n {args.n}: the demo eval set has {len(held_out)} questions")
     samples = held_out[:args.n]

@@ -1,5 +1,8 @@
 """Per-rank memory of ZeRO-3 vs ZeRO-0 with 2 processes, same model, same training steps, CPU.
 
+(One file over 400 lines on purpose: it is the launcher, the torchrun worker and the report of one
+measurement, read top to bottom.)
+
     python benchmarks/zero_memory.py [--steps 3] [--batch 4] [--stages 0 3] [--json out.json]
 
 What is built and run, once per ZeRO stage, each as 2 processes under torchrun (gloo, CPU, one thread each,

@@ -15,7 +15,6 @@ and ``eval/<key>_errors.json`` for samples that could not be read — a bad samp
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from mmadapt.data.examples import LabelledExample
 from mmadapt.config import TaskConfig
 from mmadapt.data.split import LabelSpace, ReadContext
 from mmadapt.errors import ConfigError, DataError
+from mmadapt.eval.classification_metric import classification_scores, regression_scores
 from mmadapt.registry import register
 from mmadapt.tasks.base import Task, predict_all, write_json
 
@@ -128,9 +128,9 @@ class ClassificationTask(Task):
                 pred = outputs[i].tolist() if self.regression else classes[int(outputs[i].argmax())]
                 f.write(json.dumps({"source": _describe(rows[i][0]), "label": rows[i][1], "prediction": pred}) + "\n")
         if self.regression:
-            scores = _regression_scores(outputs[good], torch.tensor([labels[i] for i in good]))
+            scores = regression_scores(outputs[good], torch.tensor([labels[i] for i in good]))
         else:
-            scores = _classification_scores(outputs[good].argmax(dim=1), torch.tensor([labels[i] for i in good]),
+            scores = classification_scores(outputs[good].argmax(dim=1), torch.tensor([labels[i] for i in good]),
                                              classes)
         scores.update(n_samples=len(rows), n_scored=len(good), n_errors=len(errors),
                       baselines=self.baselines(out_dir, n_classes=len(classes)))
@@ -161,25 +161,5 @@ class RegressionTask(ClassificationTask):
 
 
 # ------------------------------------------------------------------------------------------- helpers
-def _classification_scores(pred: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> dict:
-    per_class = {}
-    for k, name in enumerate(classes):
-        sel = labels == k
-        if sel.any():
-            per_class[name] = round(100.0 * (pred[sel] == k).float().mean().item(), 2)
-    acc = 100.0 * (pred == labels).float().mean().item() if len(labels) else float("nan")
-    mean_class = sum(per_class.values()) / len(per_class) if per_class else float("nan")
-    return {"accuracy": round(acc, 2), "mean_class_accuracy": round(mean_class, 2), "per_class": per_class}
-
-
-def _regression_scores(pred: torch.Tensor, target: torch.Tensor) -> dict:
-    pred = pred.view(len(target), -1)[:, 0]
-    err = pred - target
-    var = (target - target.mean()).square().mean().item() if len(target) else float("nan")
-    mse = err.square().mean().item()
-    return {"mse": round(mse, 6), "mae": round(err.abs().mean().item(), 6),
-            "r2": round(1 - mse / var, 4) if var and not math.isnan(var) else float("nan")}
-
-
 def _describe(source: Any) -> str:
     return source if isinstance(source, str) else type(source).__name__
