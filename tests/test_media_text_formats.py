@@ -65,9 +65,10 @@ def test_audiocaps_groups_the_captions_of_a_clip(tmp_path):
 
 def test_synthetic_video_qa_and_audio_captions_are_consistent_with_their_clips(tmp_path):
     from mmadapt.data.formats.audiocaps import load_audiocaps
-    from mmadapt.data.synthetic.media_text import (AUDIO_TEMPLATE, CAPTIONS, VIDEO_TEMPLATE, write_audiocaps_dataset,
-                                                  write_videoqa_dataset)
     from mmadapt.data.formats.msrvtt_qa import load_video_qa
+    from mmadapt.data.synthetic.audiocaps import write_audiocaps_dataset
+    from mmadapt.data.synthetic.media_text import AUDIO_TEMPLATE, CAPTIONS, VIDEO_TEMPLATE
+    from mmadapt.data.synthetic.videoqa import write_videoqa_dataset
 
     qa_path = write_videoqa_dataset(tmp_path / "v", "val", 8, seed=0)
     samples = load_video_qa(qa_path, tmp_path / "v", VIDEO_TEMPLATE)
