@@ -61,7 +61,7 @@ def test_unknown_lm_architecture_is_a_config_error():
     from mmadapt.errors import ConfigError
 
     model = BloomForCausalLM(BloomConfig(vocab_size=50, hidden_size=16, n_layer=1, n_head=2))
-    with pytest.raises(ConfigError, match="architecture 'bloom' has no layer layout"):
+    with pytest.raises(ConfigError, match="architecture 'bloom' cannot be used: its base model takes no position_ids"):
         CausalLM(model, word_tokenizer())
 
 

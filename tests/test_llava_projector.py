@@ -16,7 +16,7 @@ import yaml
 from tiny import assert_reloads_identically, tiny_lm, tiny_vit, train_scenes_recipe
 
 from mmadapt.adapters.llava import LLaVAProjector, LLaVAProjectorConfig
-from mmadapt.adapters.lora import LoRAConfig
+from mmadapt.adapters.lora import LoRAConfig, inject_lora
 from mmadapt.backbones.vision import HFCLIPVision, OpenCLIPViT
 from mmadapt.config import Config, ModelConfig
 from mmadapt.data.synthetic.scene_world import render_scene, sample_scene
@@ -225,9 +225,12 @@ def test_config_errors_name_the_key():
         with pytest.raises(ConfigError, match=re.escape(f"model.adapter.feature_layer: layer {layer} is outside the "
                                                         "encoder's hidden states [-5, 4]")):
             LLaVAProjector(LLaVAProjectorConfig(feature_layer=layer), lm, vit)
-    gpt2 = tiny_lm("gpt2")
-    with pytest.raises(ConfigError, match="model.adapter.lora.target_modules: the model has no q_proj"):
-        LLaVAProjector(LLaVAProjectorConfig(lora=LoRAConfig()), gpt2, vit)
+    gpt2 = tiny_lm("gpt2")  # fused query-key-value projections: LoRA goes on GPT-2's c_attn (it was refused)
+    adapter = LLaVAProjector(LLaVAProjectorConfig(lora=LoRAConfig()), gpt2, vit)
+    assert len(adapter.lora) == gpt2.num_layers and all(name.endswith("c_attn") for name in adapter.lora)
+    with pytest.raises(ConfigError, match="model.adapter.lora.target_modules: the model has no q_proj / v_proj, "
+                                          "query / value or fused query-key-value layers"):
+        inject_lora(LoRAConfig(), torch.nn.Sequential(torch.nn.Linear(2, 2)), "model.adapter.lora")
     with pytest.raises(TypeError, match=re.escape("llava_projector reads images as pixel_values [B, 3, H, W]")):
         build().generate(torch.zeros(3, 32, 32), ["caption:"])
 

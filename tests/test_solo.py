@@ -293,9 +293,9 @@ def test_config_errors_name_the_key():
                                           "positions"):
         SOLO(SOLOConfig(patch_size=16, max_side=1024), tiny_lm("opt"))
     lm = tiny_lm("gpt2")
-    lm.tokenizer = copy.deepcopy(lm.tokenizer)
-    with pytest.raises(ConfigError, match="model.adapter.lora.target_modules: the model has no q_proj"):
-        SOLO(SOLOConfig(patch_size=16, max_side=64, lora=LoRAConfig()), lm)
+    lm.tokenizer = copy.deepcopy(lm.tokenizer)  # fused query-key-value: LoRA goes on c_attn (it was refused)
+    solo = SOLO(SOLOConfig(patch_size=16, max_side=64, lora=LoRAConfig()), lm)
+    assert solo.lora is not None and all(name.endswith("c_attn") for name in solo.lora)
     with pytest.raises(TypeError, match="SOLO reads a PatchBatch"):
         build().generate(torch.zeros(1, 3, 32, 32), ["caption:"])
 

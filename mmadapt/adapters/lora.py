@@ -21,15 +21,28 @@ from mmadapt.registry import register
 _PEFT_NAME = "default"
 #: query / value projection names, by transformers generation (5: q_proj / v_proj; 4: query / value)
 _QUERY_VALUE = (["q_proj", "v_proj"], ["query", "value"])
+#: fused query-key-value projections (GPT-2, Phi-3, GPT-NeoX / Falcon / BLOOM, MPT)
+_FUSED_QKV = ("c_attn", "qkv_proj", "query_key_value", "Wqkv")
 
 
 def _default_targets(model: nn.Module, key: str) -> list[str]:
+    """The attention's query / value projections; for a model without separate ones, peft's own default for
+    its architecture, else its fused query-key-value projection."""
     leaves = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     for pair in _QUERY_VALUE:
         if set(pair) <= leaves:
             return pair
-    raise ConfigError(f"{key}.target_modules: the model has no q_proj / v_proj or query / value layers; name "
-                      "the linear layers to adapt")
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as PEFT_DEFAULTS
+
+    config = getattr(model, "config", None)  # a Hugging Face model; other modules have no architecture name
+    known = PEFT_DEFAULTS.get(getattr(config, "model_type", None))
+    if known and set(known) <= leaves:
+        return list(known)
+    fused = [name for name in _FUSED_QKV if name in leaves]
+    if fused:
+        return fused[:1]
+    raise ConfigError(f"{key}.target_modules: the model has no q_proj / v_proj, query / value or fused "
+                      f"query-key-value layers; name the linear layers to adapt")
 
 
 def inject_lora(config: "LoRAConfig", model: nn.Module, key: str = "model.adapter") -> nn.ModuleDict:
@@ -42,8 +55,13 @@ def inject_lora(config: "LoRAConfig", model: nn.Module, key: str = "model.adapte
     from peft import LoraConfig, inject_adapter_in_model
     from peft.tuners.lora import LoraLayer
 
+    from transformers.pytorch_utils import Conv1D
+
     targets = config.target_modules or _default_targets(model, key)
-    peft_config = LoraConfig(r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout, target_modules=targets)
+    # GPT-2-style Conv1D projections store their weight transposed (peft's fan_in_fan_out)
+    conv1d = any(isinstance(m, Conv1D) and name.rsplit(".", 1)[-1] in targets for name, m in model.named_modules())
+    peft_config = LoraConfig(r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout, target_modules=targets,
+                             fan_in_fan_out=conv1d)
     try:
         inject_adapter_in_model(peft_config, model, adapter_name=_PEFT_NAME)
     except ValueError as exc:

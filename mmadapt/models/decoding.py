@@ -136,8 +136,6 @@ def rank(model: PerceptualLM, pixel_values, prefix: list[str], candidates: list[
     highest full-answer log-likelihood (``separator + answer`` tokens + EOS). With the KV cache the prompt is
     prefilled once and the kept candidates continue it side by side; in leaky mode each full answer is
     scored by recomputing prefix + answer (the perceptual slot sees the answer)."""
-    from transformers import DynamicCache
-
     with model.lm_eval():
         tok, device = model.lm.tokenizer, model.device
         cand_ids = [tok(separator + c, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for c in candidates]
@@ -146,7 +144,7 @@ def rank(model: PerceptualLM, pixel_values, prefix: list[str], candidates: list[
         text = model.tokenize(prefix)
         embeds, mask4d, positions, valid = model.prefill_inputs(text, perception)
         leaky = model.adapter.prefix_attends_future
-        cache = None if leaky else DynamicCache(config=model.lm.model.config)
+        cache = None if leaky else model.lm.new_cache()
         hidden = model.run_lm(embeds, mask4d, positions, perception, prefill=True, cache=cache).last_hidden_state
         first_lp = F.log_softmax(model.lm.logits(hidden[:, -1]).float(), dim=-1)[:, first]  # [B, C]
         k = min(top_k, len(candidates))
@@ -201,13 +199,11 @@ def sequence_logprob(model: PerceptualLM, prefixes: list[str], targets: list[str
 # ------------------------------------------------------------------------------------- decoding states
 def start(model: PerceptualLM, text: TextBatch, perception):
     """Prefill ``text`` → (log-probs of the next token [B, V], the decoding state)."""
-    from transformers import DynamicCache
-
     embeds, mask4d, positions, valid = model.prefill_inputs(text, perception)
     if model.adapter.prefix_attends_future:
         hidden = model.run_lm(embeds, mask4d, positions, perception, prefill=True).last_hidden_state
         return last_logprobs(model, hidden), RecomputeState(model, text, perception)
-    cache = DynamicCache(config=model.lm.model.config)
+    cache = model.lm.new_cache()
     hidden = model.run_lm(embeds, mask4d, positions, perception, prefill=True, cache=cache).last_hidden_state
     return last_logprobs(model, hidden), CachedState(model, cache, valid, positions[:, -1] + 1)
 
