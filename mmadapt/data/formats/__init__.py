@@ -7,6 +7,7 @@ Adding a format is one new file here and its name in the import below.
 from mmadapt.data.formats import (  # noqa: F401 - importing registers the formats
     audiocaps,
     coco_captions,
+    easy_vqa,
     karpathy,
     llava,
     manifest,
