@@ -158,10 +158,8 @@ def read_split(cfg: DatasetConfig, ctx: ReadContext) -> Split:
         raise ConfigError(f"{ctx.where}.format: {cfg.format!r} is not a {KIND_NOUNS[ctx.kind]} format "
                           f"({', '.join(formats_serving(ctx.kind))})")
     split = fmt.read(cfg, ctx)
-    if cfg.limit and len(split.samples) > cfg.limit:
+    if cfg.limit:
         split.samples, split.limited = split.samples[: cfg.limit], True
-    elif cfg.limit:
-        split.limited = True
     space = split.label_space
     if split.kind == "labelled" and space.classes is None:
         space.classes = sorted({str(label) for _, label in split.samples})
@@ -172,8 +170,8 @@ def read_split(cfg: DatasetConfig, ctx: ReadContext) -> Split:
     return split
 
 
-def require_fields(cfg: Any, names: Sequence[str], where: str, what: str | None = None) -> None:
-    """``{where}: {format} needs a, b and c`` when one of ``names`` is unset (``what`` replaces the list)."""
+def require_fields(cfg: Any, names: Sequence[str], where: str) -> None:
+    """``{where}: {format} needs a, b and c`` when one of ``names`` is unset."""
     if any(not getattr(cfg, n) for n in names):
-        listed = what or (", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0])
+        listed = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
         raise ConfigError(f"{where}: {cfg.format} needs {listed}")

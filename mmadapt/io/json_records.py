@@ -1,4 +1,4 @@
-"""The one JSON reader: a file read as JSON, and its records' fields checked, every problem one line naming
+"""The one JSON reader: a file read as JSON (or JSON lines), and its records' fields checked, every problem one line naming
 the file, the record and the field — ``val_questions.json: questions[12].question_id missing``,
 ``results file r.json: results[0].answer: expected str, got int (3)``, ``a.json: invalid JSON at line 2
 column 1 (...)``.
@@ -15,6 +15,7 @@ import os
 from typing import Any
 
 from mmadapt.errors import DataError
+from mmadapt.io._files import not_utf8, one_line
 
 PathLike = str | os.PathLike[str]
 Kind = type | tuple[type, ...]
@@ -47,6 +48,27 @@ def read_json(path: PathLike, top: type = dict, error: type[Exception] = DataErr
     if top is not None and not isinstance(doc, top):
         raise error(f"{where}: expected a JSON {_TYPE_NAMES[top]} at the top level, got {type_name(doc)}")
     return doc
+
+
+def read_json_lines(path: PathLike, what: str = "file", error: type[Exception] = DataError) -> list[tuple[int, Any]]:
+    """``[(line number, value)]`` of a JSON-lines file (blank lines skipped); a line that is not JSON is named by
+    ``{path}:{line}``, an unreadable file as ``cannot read {what}``."""
+    where = os.fspath(path)
+    try:
+        with open(where, encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError:
+        raise error(f"{where}: {not_utf8(where)}") from None
+    except OSError as exc:
+        raise error(f"{where}: cannot read {what} ({one_line(exc)})") from None
+    rows = []
+    for lineno, line in enumerate(text.split("\n"), start=1):  # not splitlines(): JSON strings may hold U+2028
+        if line.strip():
+            try:
+                rows.append((lineno, json.loads(line)))
+            except json.JSONDecodeError as exc:
+                raise error(f"{where}:{lineno}: not valid JSON ({exc.msg})") from None
+    return rows
 
 
 def require(record: Any, key: str, kind: Kind, file: str, location: str, error: type[Exception] = DataError) -> Any:

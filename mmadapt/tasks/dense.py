@@ -39,13 +39,6 @@ class DenseTask(Task):
     def samples(self, which: str) -> list:
         return self.split(which).samples if getattr(self.config, which) is not None else []
 
-    def class_names(self, task: str) -> list[str]:
-        """Class names of a segmentation label kind, from the training data (else the eval data)."""
-        which = "train" if self.config.train is not None else "eval"
-        if getattr(self.config, which) is None:
-            raise ConfigError(f"tasks.{self.key}: no train or eval dataset to read the classes of {task!r} from")
-        return self.split(which).label_space.dense_classes[task]
-
     def label_space(self) -> LabelSpace:
         space = super().label_space()
         which = "train" if self.config.train is not None else "eval"

@@ -27,7 +27,6 @@ Every problem is a one-line :class:`~mmadapt.errors.DataError` naming the file a
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +38,8 @@ from mmadapt.data.formats.coco_captions import CaptionSample
 from mmadapt.data.formats.vqa_v2 import VQASample
 from mmadapt.data.split import ReadContext, Split, register_format
 from mmadapt.errors import ConfigError, DataError
-from mmadapt.io._files import not_utf8, resolve_inside
+from mmadapt.io._files import resolve_inside
+from mmadapt.io.json_records import read_json_lines
 
 IMAGE_TOKEN = "<image>"
 HUMAN, ASSISTANT = "human", "gpt"
@@ -131,20 +131,7 @@ def _entries(path: Path) -> list[Any]:
     """The file's entries: a JSON list, or JSON lines (one object a line)."""
     if path.suffix.lower() != ".jsonl":
         return read_json(path, top=list)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: {not_utf8(path)}") from None
-    entries = []
-    for lineno, line in enumerate(text.split("\n"), start=1):
-        if line.strip():
-            try:
-                entries.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-    return entries
+    return [entry for _, entry in read_json_lines(path)]
 
 
 def _answer_type(answer: str) -> str:

@@ -11,7 +11,6 @@ this layout and read them with :func:`manifest_records`.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,8 @@ from typing import Any
 from mmadapt.config import DatasetConfig
 from mmadapt.data.split import ReadContext, Split, register_format
 from mmadapt.errors import ConfigError, DataError
-from mmadapt.io._files import not_utf8, one_line, resolve_inside
+from mmadapt.io._files import resolve_inside
+from mmadapt.io.json_records import read_json_lines
 
 
 @dataclass
@@ -44,20 +44,8 @@ def read_manifest_split(cfg: ManifestConfig, ctx: ReadContext) -> Split:
 def manifest_records(path: Path, root: Path, label_key: str) -> list[tuple[str, Any]]:
     """``[(absolute path, label)]`` from a JSON-lines manifest; malformed lines name file and line, and a path
     that leads outside ``root`` is refused."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: {not_utf8(path)}") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read manifest ({one_line(exc)})") from None
     rows = []
-    for lineno, line in enumerate(text.split("\n"), start=1):  # not splitlines(): JSON strings may hold U+2028
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+    for lineno, item in read_json_lines(path, "manifest"):
         if not isinstance(item, dict) or "path" not in item or label_key not in item:
             raise DataError(f"{path}:{lineno}: expected an object with 'path' and {label_key!r}")
         rows.append((str(resolve_inside(root, item["path"], f"{path}:{lineno}: path")), item[label_key]))
