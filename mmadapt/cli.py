@@ -1,10 +1,11 @@
-"""``mmadapt`` command line: train | eval | cache-features | demo | info | score.
+"""``mmadapt`` command line: train | eval | cache-features | demo | info | zoo | score.
 
     mmadapt train adapters/epalm/vqa.yaml train.max_steps=200 [--resume] [--quiet]
     mmadapt cache-features adapters/epalm/vqa.yaml train.feature_cache=cache/features [--batch-size 32]
     mmadapt eval  adapters/epalm/vqa.yaml --adapter runs/vqa/checkpoints/step-200 [overrides]
     mmadapt demo  --out runs/demo [--modality image|video|audio]
     mmadapt info  [--json]
+    mmadapt zoo   list | build zoo:tiny-vit [--quick]
     mmadapt score vqa --questions Q.json --annotations A.json --results R.json
     mmadapt score caption --annotations captions.json --results R.json
 
@@ -57,6 +58,14 @@ def _parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="list registered tokenizers, backbones, adapters, heads, tasks")
     i.add_argument("--json", action="store_true")
 
+    z = sub.add_parser("zoo", help="the offline zoo: list the entries in use, or rebuild one from scratch")
+    zsub = z.add_subparsers(dest="action", required=True)
+    zsub.add_parser("list", help="each zoo model's entry in use, its spec hash and held-out figures")
+    zb = zsub.add_parser("build", help="pretrain a zoo model from scratch into $MMADAPT_HOME/zoo and compare "
+                         "its held-out figures with the shipped entry's")
+    zb.add_argument("name", help="e.g. zoo:tiny-vit")
+    zb.add_argument("--quick", action="store_true", help="the few-step test spec (an untrained model)")
+
     s = sub.add_parser("score", help="score official result files")
     ssub = s.add_subparsers(dest="what", required=True)
     sv = ssub.add_parser("vqa", help="official VQA v2 accuracy")
@@ -94,6 +103,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _info(args.json)
     if args.command == "score":
         return _score(args)
+    if args.command == "zoo":
+        return _zoo(args)
     if args.command == "train":
         import mmadapt
 
@@ -147,6 +158,28 @@ def _info(as_json: bool) -> int:
         return 0
     for kind, entries in {**listing, "assemblies": cat["assemblies"], "zoo": zoo_names()}.items():
         print(f"{kind:11s} {', '.join(entries)}")
+    return 0
+
+
+def _zoo(args: argparse.Namespace) -> int:
+    from mmadapt import zoo
+
+    if args.action == "list":
+        for name in zoo.zoo_names():
+            shipped = zoo.shipped_entry(name)
+            where = f"shipped {shipped}" if shipped is not None else "not shipped: built into the cache on first use"
+            print(f"{name:22s} {where}")
+        return 0
+    if not zoo.is_zoo_name(args.name) or args.name not in zoo.zoo_names():
+        raise MMAdaptError(f"zoo build: unknown zoo model {args.name!r}; known: {', '.join(zoo.zoo_names())}")
+    entry = zoo.build_entry(args.name, quick=args.quick, rebuild=True)
+    built = zoo.read_manifest(entry)
+    shipped_dir = zoo.shipped_entry(args.name)
+    shipped = zoo.read_manifest(shipped_dir)["metrics"] if shipped_dir is not None else {}
+    print(json.dumps({"entry": str(entry), "spec_hash": built["spec_hash"],
+                      "build_seconds": built["build_seconds"]}))
+    for key, value in zoo.held_out_figures(built["metrics"]).items():
+        print(f"{key:28s} {value:8.4f}   shipped {zoo.held_out_figures(shipped).get(key, float('nan')):8.4f}")
     return 0
 
 

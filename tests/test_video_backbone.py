@@ -49,12 +49,13 @@ def test_loads_by_path_and_is_registered(encoder, quick_entry):
 
 
 def test_loads_by_zoo_name(quick_entry, monkeypatch):
-    """``zoo:tiny-timesformer`` resolves through ``$MMADAPT_HOME``; the quick spec stands in for the full one, so
-    the entry built above is found there (verified, not rebuilt)."""
+    """Without a shipped entry, ``zoo:tiny-timesformer`` resolves through ``$MMADAPT_HOME``; the quick spec stands
+    in for the full one, so the entry built above is found there (verified, not rebuilt)."""
     from mmadapt.backbones.video import HFTimeSformer
     from mmadapt.zoo import tiny_timesformer
 
     monkeypatch.setenv("MMADAPT_HOME", str(quick_entry.parents[1]))
+    monkeypatch.setattr(zoo, "shipped_entry", lambda name: None)
     monkeypatch.setattr(tiny_timesformer, "DEFAULT_SPEC", zoo.zoo_spec(NAME, quick=True))
     monkeypatch.setattr(tiny_timesformer, "build", lambda *_: pytest.fail("the cached entry must be reused"))
     assert zoo.resolve_pretrained(NAME) == str(quick_entry)

@@ -179,3 +179,85 @@ def test_mmadapt_home_sets_the_cache_root(tmp_path, monkeypatch):
     assert zoo.cache_root() == tmp_path / "home"
     monkeypatch.delenv("MMADAPT_HOME")
     assert zoo.cache_root() == Path.home() / ".cache" / "mmadapt"
+
+
+# --- the entries shipped with the package ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", zoo.zoo_names())
+def test_every_zoo_model_ships_a_verified_entry_of_its_default_spec(name, tmp_path, monkeypatch):
+    """A fresh install needs no pretraining: ``zoo:`` names resolve to the package's own files (hashes
+    checked against their manifest, spec equal to the code's default) without building anything."""
+    monkeypatch.setenv("MMADAPT_HOME", str(tmp_path))  # an empty cache
+    monkeypatch.setattr(cache, "get_or_build", lambda *a, **k: pytest.fail("a shipped entry must not build"))
+    entry = zoo.zoo_path(name)
+    assert entry == zoo.SHIPPED_DIR / name.removeprefix("zoo:") and cache.verify_entry(entry) is None
+    manifest = zoo.zoo_manifest(name)
+    assert manifest["name"] == name and manifest["spec_hash"] == cache.spec_hash(manifest["spec"])
+    assert zoo.shipped_spec_problem(name, manifest["spec"]) is None
+    figures = zoo.held_out_figures(manifest["metrics"])
+    assert figures and all(0.0 <= v <= 1.0 for v in figures.values())
+    assert not (tmp_path / "zoo").exists()
+
+
+def test_a_damaged_or_stale_shipped_entry_is_not_used(tmp_path, monkeypatch, caplog):
+    """A shipped entry whose files fail their hashes, or whose spec is not the code's default any more,
+    is passed over with one warning naming why; the default is then built into the cache."""
+    import shutil
+
+    shipped = tmp_path / "shipped"
+    shutil.copytree(zoo.SHIPPED_DIR / "tiny-vit", shipped / "tiny-vit")
+    monkeypatch.setattr(zoo, "SHIPPED_DIR", shipped)
+    zoo.shipped_entry.cache_clear()
+    try:
+        assert zoo.shipped_entry("zoo:tiny-vit") == shipped / "tiny-vit"
+        zoo.shipped_entry.cache_clear()
+        weights = shipped / "tiny-vit" / "model.safetensors"
+        blob = bytearray(weights.read_bytes())
+        blob[-1] ^= 0xFF
+        weights.write_bytes(bytes(blob))
+        built = []
+        monkeypatch.setattr(zoo, "build_entry", lambda name, **kw: built.append(name) or tmp_path / "built")
+        with caplog.at_level(logging.WARNING, logger="mmadapt.zoo"):
+            assert zoo.zoo_path("zoo:tiny-vit") == tmp_path / "built" and built == ["zoo:tiny-vit"]
+        assert any("not using the shipped zoo:tiny-vit" in r.getMessage() and "sha256 mismatch" in r.getMessage()
+                   for r in caplog.records)
+        # the code's default spec moved on (e.g. code_version bumped): the shipped spec no longer matches
+        spec = cache.read_manifest(zoo.SHIPPED_DIR / "tiny-vit")["spec"]
+        stale = {**spec, "code_version": spec["code_version"] - 1}
+        assert "built from spec" in zoo.shipped_spec_problem("zoo:tiny-vit", stale)
+        # bf16_autocast "auto" accepts whichever value the building machine resolved it to
+        for built_with in (True, False):
+            assert zoo.shipped_spec_problem(
+                "zoo:tiny-vit", {**spec, "train": {**spec["train"], "bf16_autocast": built_with}}) is None
+    finally:
+        zoo.shipped_entry.cache_clear()
+
+
+def test_zoo_cli_lists_the_shipped_entries(capsys):
+    from mmadapt.cli import main
+
+    assert main(["zoo", "list"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"{name}" in out for name in zoo.zoo_names()) and out.count("shipped ") == len(zoo.zoo_names())
+    assert main(["zoo", "build", "zoo:tiny-llama"]) == 2
+    assert "unknown zoo model 'zoo:tiny-llama'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_rebuild_from_scratch_reaches_the_shipped_figures(tmp_path, monkeypatch, capsys):
+    """``mmadapt zoo build zoo:tiny-swin`` (the quickest full build, ~2.5 CPU minutes) pretrains the default
+    spec from scratch into the cache and reaches the shipped entry's held-out figures (within 2 points:
+    bf16 autocast follows this CPU, so the bits need not match)."""
+    from mmadapt.cli import main
+
+    monkeypatch.setenv("MMADAPT_HOME", str(tmp_path))
+    assert main(["zoo", "build", "zoo:tiny-swin"]) == 0
+    out = capsys.readouterr().out
+    rebuilt = cache.read_manifest(cache.entry_dir(tmp_path, "zoo:tiny-swin", zoo.zoo_spec("zoo:tiny-swin")))
+    shipped = zoo.held_out_figures(zoo.zoo_manifest("zoo:tiny-swin")["metrics"])
+    figures = zoo.held_out_figures(rebuilt["metrics"])
+    assert set(figures) == set(shipped)
+    for key, value in shipped.items():
+        assert figures[key] >= value - 0.02, (key, figures[key], value)
+        assert key in out
