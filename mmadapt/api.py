@@ -24,8 +24,9 @@ from mmadapt import registry
 from mmadapt.config import Config
 from mmadapt.config.build import task_kind
 from mmadapt.errors import ConfigError
-from mmadapt.models.base import Assembly
+from mmadapt.models.base import Assembly, check_same_backbones
 from mmadapt.tasks.base import Task, merge_label_spaces
+from mmadapt.training.checkpoint import latest_checkpoint
 from mmadapt.training.data import mixture
 
 
@@ -89,6 +90,10 @@ def train(config: Config, *, model: Assembly | None = None, resume: bool = False
 
     tasks = build_tasks(config)
     examples = training_examples(config, tasks)
+    if resume:  # the checkpoint must belong to these backbones: checked before any weights load
+        latest = latest_checkpoint(Path(config.output_dir))
+        if latest is not None:
+            check_same_backbones(latest, model.config if model is not None else config.model, "--resume")
     model = model or build_model(config, tasks)
     if config.train.feature_cache:
         from mmadapt.training.feature_cache import attach_feature_cache

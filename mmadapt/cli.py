@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -109,18 +110,25 @@ def _dispatch(args: argparse.Namespace) -> int:
         import mmadapt
 
         cfg = mmadapt.load_recipe(args.recipe, args.overrides)  # validated before any weights load
-        result = mmadapt.train(cfg, resume=args.resume, evaluate_after=not args.no_eval, quiet=args.quiet)
+        try:
+            result = mmadapt.train(cfg, resume=args.resume, evaluate_after=not args.no_eval, quiet=args.quiet)
+        except KeyboardInterrupt:
+            print(f"\n{_interrupted(args, Path(cfg.output_dir))}", file=sys.stderr)
+            return 130
         for task, scores in result.scores.items():
             print(json.dumps({task: _headline(scores)}))
+        _report_eval_errors(result.scores, Path(cfg.output_dir) / "eval")
         return 0
     if args.command == "eval":
         import mmadapt
-        from mmadapt.models.base import Assembly
+        from mmadapt.models.base import Assembly, check_same_backbones
 
         cfg = mmadapt.load_recipe(args.recipe, args.overrides)
+        check_same_backbones(args.adapter, cfg.model, "--adapter")  # before any weights load
         model = Assembly.from_pretrained(args.adapter)  # the assembly named in its adapter_config.json
         scores = mmadapt.evaluate(model, cfg, out_dir=args.out, quiet=args.quiet)
         print(json.dumps({task: _headline(s) for task, s in scores.items()}))
+        _report_eval_errors(scores, Path(args.out) if args.out else Path(cfg.output_dir) / "eval")
         return 0
     if args.command == "cache-features":
         import mmadapt
@@ -195,10 +203,33 @@ def _score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interrupted(args: argparse.Namespace, run_dir: Path) -> str:
+    """The one line after Ctrl-C: the last complete checkpoint (checkpoints are written whole or not at all)
+    and the command that resumes from it."""
+    from mmadapt.training.checkpoint import latest_checkpoint
+
+    latest = latest_checkpoint(run_dir)
+    command = shlex.join(["mmadapt", "train", args.recipe, *args.overrides, "--resume"])
+    if latest is None:
+        return (f"interrupted: no checkpoint of {run_dir} is complete yet, so nothing to resume; start again with: "
+                f"{shlex.join(['mmadapt', 'train', args.recipe, *args.overrides])}")
+    return f"interrupted: the last complete checkpoint is {latest}; resume with: {command}"
+
+
+def _report_eval_errors(scores: dict[str, dict], out_dir: Path) -> None:
+    """One line per task whose evaluation met samples it could not read: how many, and where they are listed."""
+    for task, s in scores.items():
+        n = s.get("n_errors") or 0
+        if n:
+            print(f"warning: eval {task}: {n} sample(s) could not be read, so were not predicted (n_errors above); "
+                  f"each is listed in {out_dir / f'{task}_errors.json'}", file=sys.stderr)
+
+
 def _headline(scores: dict) -> dict:
-    """The few numbers worth a terminal line (the full objects are in eval/*.json)."""
+    """The few numbers worth a terminal line (the full objects are in eval/*.json), the error count with them."""
     if "overall" in scores:
-        return {"overall": scores["overall"], "perAnswerType": scores.get("perAnswerType")}
+        return {"overall": scores["overall"], "perAnswerType": scores.get("perAnswerType"),
+                "n_errors": scores.get("n_errors", 0)}
     dense = {k: v for k, v in scores.items() if isinstance(v, dict) and k != "baselines"
              and any(m in v for m in ("mIoU", "maxF", "mean"))}
     if dense:  # a dense multi-task run: each task's headline metric
@@ -207,7 +238,7 @@ def _headline(scores: dict) -> dict:
     if "accuracy" in scores or "mse" in scores:
         keep = ("accuracy", "mean_class_accuracy", "mse", "mae", "r2", "baselines", "n_errors")
         return {k: scores[k] for k in keep if k in scores}
-    return {k: v for k, v in scores.items() if k in ("Bleu_4", "METEOR", "ROUGE_L", "CIDEr", "SPICE")}
+    return {k: v for k, v in scores.items() if k in ("Bleu_4", "METEOR", "ROUGE_L", "CIDEr", "SPICE", "n_errors")}
 
 
 if __name__ == "__main__":

@@ -166,7 +166,9 @@ def _record(monkeypatch, calls: list, owner, *, stop: bool) -> None:
         calls.append((owner.__name__, kwargs))
         if stop:
             raise _Stop
-        return SimpleNamespace(pooler=None)
+        # a placeholder with what the loaders read before the next call (a config's type, a tokenizer's eos)
+        return SimpleNamespace(pooler=None, model_type="llama", architectures=["LlamaForCausalLM"], auto_map=None,
+                               eos_token_id=2)
 
     monkeypatch.setattr(owner, "from_pretrained", from_pretrained)
 
@@ -179,7 +181,8 @@ LOADERS = {
     "hf_timesformer": (["TimesformerModel"], "AutoImageProcessor"),
     "hf_swin": (["SwinModel"], "AutoImageProcessor"),
     "hf_text_encoder": (["AutoModel"], "AutoTokenizer"),
-    "hf_causal_lm": (["AutoTokenizer"], "AutoModelForCausalLM"),  # the LM reads its tokenizer first
+    # the LM reads its config (is it a causal LM?) and its tokenizer (has it an eos?) before its weights
+    "hf_causal_lm": (["AutoConfig", "AutoTokenizer"], "AutoModelForCausalLM"),
 }
 
 

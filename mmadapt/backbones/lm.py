@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import inspect
 import logging
+from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
 from mmadapt.backbones.base import DTYPES, FrozenBackbone, freeze
 from mmadapt.errors import ConfigError
@@ -34,6 +36,27 @@ from mmadapt.registry import register
 
 log = logging.getLogger(__name__)
 _WARNED_EAGER: set[str] = set()
+
+
+def check_causal_lm_source(name: str, path: str, *, trust_remote_code: bool = False,
+                           revision: str | None = None) -> None:
+    """Refuse, from its ``config.json`` alone (before any weights load), a directory that holds no causal LM:
+    no config at all, or a model type transformers has no ``*ForCausalLM`` for (a ViT given as the LM)."""
+    local = Path(path)
+    if local.is_dir() and not (local / "config.json").is_file():
+        raise ConfigError(f"{name}: {path} holds no config.json, so no Hugging Face model")
+    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, revision=revision)
+    remote = "AutoModelForCausalLM" in (getattr(config, "auto_map", None) or {})
+    if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and not remote:
+        what = ", ".join(config.architectures or []) or f"model_type {config.model_type!r}"
+        raise ConfigError(f"{name}: holds a {what}, not a causal LM (the LM must load with AutoModelForCausalLM)")
+
+
+def check_tokenizer(name: str, tokenizer: PreTrainedTokenizerBase) -> None:
+    """A tokenizer without an end-of-sequence token cannot end an answer (nor pad a batch without a pad token)."""
+    if tokenizer.eos_token_id is None:
+        raise ConfigError(f"{name}: its tokenizer has no eos_token, so no answer could end; set eos_token (and "
+                          f"pad_token) in its tokenizer_config.json or on the tokenizer")
 
 
 def check_readable(model: PreTrainedModel) -> None:
@@ -86,6 +109,7 @@ class CausalLM(FrozenBackbone):
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase):
         super().__init__()
+        check_tokenizer(model.config.name_or_path or type(model).__name__, tokenizer)
         check_readable(model)
         self.layers: nn.ModuleList = decoder_layers(model)
         self.position_embedding: nn.Embedding | None = learned_position_embedding(model)
@@ -115,7 +139,9 @@ class CausalLM(FrozenBackbone):
     ) -> "CausalLM":
         """Load by Hugging Face id, local path or ``zoo:`` name (through ``AutoModelForCausalLM``)."""
         path = resolve_name(name)
+        check_causal_lm_source(name, path, trust_remote_code=trust_remote_code, revision=revision)
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, revision=revision)
+        check_tokenizer(name, tokenizer)
         kwargs = dict(dtype=DTYPES[dtype], trust_remote_code=trust_remote_code, revision=revision)
         try:
             model = AutoModelForCausalLM.from_pretrained(path, attn_implementation=attn_implementation, **kwargs)

@@ -42,7 +42,7 @@ class TrainConfig:
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     log_every: int = 10
     save_every: int = 0  # 0: only at the end
-    keep_checkpoints: int = 2
+    keep_checkpoints: int = 2  # 0: keep every checkpoint
     num_workers: int = 0
     seed: int = 0
     # a step whose loss or gradient is not finite is skipped (no update) and logged; this many in a row stop the run
@@ -57,6 +57,23 @@ class TrainConfig:
     feature_cache: str | None = None
 
     def validate(self) -> None:
+        if self.max_steps < 1:
+            raise ConfigError(f"max_steps: expected at least 1 training step, got {self.max_steps} (to score an "
+                              f"adapter without training it, use `mmadapt eval`)")
+        for key in ("batch_size", "micro_batch_size", "grad_accum", "log_every"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ConfigError(f"{key}: expected a positive integer, got {value}")
+        for key in ("lr", "prompt_lr"):
+            if not getattr(self, key) > 0:  # also refuses NaN
+                raise ConfigError(f"{key}: expected a positive learning rate, got {getattr(self, key)} (a negative "
+                                  f"one would train by gradient ascent)")
+        for key in ("warmup_steps", "save_every", "keep_checkpoints"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{key}: expected 0 or more steps, got {getattr(self, key)}")
+        if self.weight_decay < 0 or self.clip_grad < 0:
+            bad = "weight_decay" if self.weight_decay < 0 else "clip_grad"
+            raise ConfigError(f"{bad}: expected >= 0, got {getattr(self, bad)}")
         if self.num_workers != 0:  # refused rather than silently ignored until DataLoader workers exist
             raise ConfigError(f"num_workers: background data loading is not implemented yet; the trainer reads "
                               f"data in its own process, so only 0 is accepted (got {self.num_workers})")
@@ -81,6 +98,13 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     output_dir: str = "runs/default"
     source: str | None = None  # the recipe file this came from (set by from_yaml)
+
+    def validate(self) -> None:
+        out = Path(self.output_dir).expanduser()
+        for p in (out, *out.parents):
+            if p.exists() and not p.is_dir():
+                raise ConfigError(f"output_dir: {p} is a file, not a directory"
+                                  + (f" (output_dir is {self.output_dir})" if p != out else ""))
 
     # ---------------------------------------------------------------------------------------- loading
     @classmethod

@@ -30,6 +30,45 @@ ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 
+BACKBONE_KEYS = ("lm", "vision", "encoder")
+
+
+def recorded_model_config(path: str | Path) -> ModelConfig:
+    """The model config an adapter directory records in its ``adapter_config.json`` (no weights read)."""
+    from mmadapt.config import build_typed
+
+    path = Path(path)
+    meta_file = path / ADAPTER_CONFIG
+    if not meta_file.is_file():
+        raise ConfigError(f"{meta_file}: not found (is {path} an adapter directory?)")
+    try:
+        meta = json.loads(meta_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{meta_file}: not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or "model" not in meta:
+        raise ConfigError(f"{meta_file}: no 'model' section (not written by mmadapt?)")
+    try:
+        return build_typed(ModelConfig, meta["model"], "model")
+    except ConfigError as exc:
+        raise ConfigError(f"{meta_file}: {exc}") from None
+
+
+def check_same_backbones(path: str | Path, config: ModelConfig, what: str) -> None:
+    """Refuse, in one line, a recipe whose frozen backbones (name, kind, revision) are not the ones the adapter
+    in ``path`` was trained with: its weights mean nothing on another backbone. ``what`` starts the message."""
+    recorded = recorded_model_config(path)
+    for key in BACKBONE_KEYS:
+        then, now = getattr(recorded, key), getattr(config, key)
+        if then is None or now is None:
+            continue
+        for field in ("name", "kind", "revision"):
+            if getattr(then, field) != getattr(now, field):
+                raise ConfigError(
+                    f"{what}: {path} was trained with model.{key}.{field}={getattr(then, field)!r}, the recipe has "
+                    f"{getattr(now, field)!r}; use the backbone it was trained with "
+                    f"(model.{key}.{field}={getattr(then, field)})")
+
+
 class Assembly(nn.Module, abc.ABC):
     """Base class: subclasses set ``self.config`` (a :class:`ModelConfig`) and implement ``trained_module``,
     ``from_config`` and :meth:`_metadata`."""
@@ -67,21 +106,9 @@ class Assembly(nn.Module, abc.ABC):
         """Rebuild from a directory written by :meth:`save_pretrained` (backbones reloaded by name)."""
         path = Path(path)
         meta_file = path / ADAPTER_CONFIG
-        if not meta_file.is_file():
-            raise ConfigError(f"{meta_file}: not found (is {path} an adapter directory?)")
-        try:
-            meta = json.loads(meta_file.read_text())
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{meta_file}: not valid JSON ({exc})") from None
-        if "model" not in meta:
-            raise ConfigError(f"{meta_file}: no 'model' section (not written by mmadapt?)")
+        model_cfg = recorded_model_config(path)
         from mmadapt import registry
-        from mmadapt.config import build_typed
 
-        try:
-            model_cfg = build_typed(ModelConfig, meta["model"], "model")
-        except ConfigError as exc:
-            raise ConfigError(f"{meta_file}: {exc}") from None
         assembly = registry.get("assemblies", model_cfg.assembly)
         if not issubclass(assembly, cls):
             raise ConfigError(f"{meta_file}: holds a {model_cfg.assembly} model, not a {cls.__name__}")

@@ -51,6 +51,7 @@ from mmadapt.errors import ConfigError
 from mmadapt.io.batch import load_each
 from mmadapt.models import decoding
 from mmadapt.models.base import Assembly
+from mmadapt.names import resolve_name
 from mmadapt.registry import get, register
 
 
@@ -85,6 +86,8 @@ class PerceptualLM(Assembly):
         loaded for an adapter that reads pixels itself). Nothing is sized by the data (``label_space`` is
         not read): answers are text."""
         adapter_cls = get("adapters", config.adapter.name)  # one that fits perceptual_lm (checked in ModelConfig)
+        if adapter_cls.uses_vision_encoder:  # a wrong vision name fails before the LM's weights load
+            _named("model.vision.name", resolve_name, config.vision.name)
         lm = _load_lm(config.lm)
         vision = _load_vision(config.vision) if adapter_cls.uses_vision_encoder else None
         adapter = adapter_cls(config.adapter, lm, vision)
@@ -325,14 +328,26 @@ def reduce_loss(weighted_ce: torch.Tensor, rows: torch.Tensor, weights: torch.Te
 def _load_lm(cfg: BackboneConfig) -> CausalLM:
     if cfg.kind != "hf_causal_lm":
         raise ConfigError(f"model.lm.kind: expected hf_causal_lm, got {cfg.kind!r}")
-    return CausalLM.from_pretrained(cfg.name, dtype=cfg.dtype, attn_implementation=cfg.attn_implementation,
-                                    trust_remote_code=cfg.trust_remote_code, revision=cfg.revision)
+    return _named("model.lm.name", CausalLM.from_pretrained, cfg.name, dtype=cfg.dtype,
+                  attn_implementation=cfg.attn_implementation, trust_remote_code=cfg.trust_remote_code,
+                  revision=cfg.revision)
+
+
+def _named(key: str, load, *args, **kwargs):
+    """``load(*args, **kwargs)`` with the recipe key in front of a one-line :class:`ConfigError` about the name
+    (``model.lm.name: /x: no such local directory``)."""
+    try:
+        return load(*args, **kwargs)
+    except ConfigError as exc:
+        if str(exc).startswith("model."):
+            raise
+        raise ConfigError(f"{key}: {exc}") from None
 
 
 def _load_vision(cfg: BackboneConfig) -> VisionEncoder:
     if cfg.kind == "hf_causal_lm":
         raise ConfigError("model.vision.kind: expected a perception encoder (hf_vit, hf_clip_vision, open_clip, "
                           "hf_timesformer, hf_ast)")
-    return load_vision_encoder(cfg.kind, cfg.name, dtype=cfg.dtype, attn_implementation=cfg.attn_implementation,
-                               revision=cfg.revision, pretrained=cfg.pretrained,
-                               trust_remote_code=cfg.trust_remote_code)
+    return _named("model.vision.name", load_vision_encoder, cfg.kind, cfg.name, dtype=cfg.dtype,
+                  attn_implementation=cfg.attn_implementation, revision=cfg.revision, pretrained=cfg.pretrained,
+                  trust_remote_code=cfg.trust_remote_code)

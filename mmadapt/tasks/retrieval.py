@@ -67,6 +67,7 @@ class RetrievalTask(Task):
         metrics = retrieval_metrics(scores, [readable[c.video_path] for c in kept])
         metrics["chance"] = chance_metrics(len(ok))
         metrics["skipped_captions"] = len(captions) - len(kept)
+        metrics["n_errors"] = len(errors)
         write_json(out_dir / f"{self.key}_scores.json", {"videos": [str(videos[i]) for i in ok],
                                                          "texts": [c.sentence for c in kept],
                                                          "scores": scores.tolist()})

@@ -114,6 +114,7 @@ class VQATask(Task):
         # questions that were never answered (bad images) score 0 — unless the run was limited on purpose
         scores = score_vqa_files(questions, annotations, results_path,
                                  missing="skip" if max_samples or split.limited else "zero")
+        scores["n_errors"] = len(bad)
         write_json(out_dir / f"{self.key}.json", scores)
         if bad:
             write_json(out_dir / f"{self.key}_errors.json",

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import sys
 import time
 from pathlib import Path
 
@@ -230,6 +231,11 @@ class Trainer:
             if (self.train_cfg.save_every and self.step % self.train_cfg.save_every == 0) or self.step == total:
                 self.save_checkpoint()
         bar.close()
+        skipped_all = [e for r in records for e in r.get("skipped", [])]
+        if skipped_all and self.rank == 0:
+            print(f"warning: train: {len(skipped_all)} training sample(s) could not be read and were skipped "
+                  f"(first: {skipped_all[0]}); each is listed under \"skipped\" in {self.run_dir / 'log.jsonl'}",
+                  file=sys.stderr)
         if self.train_cfg.zero_stage == 3:
             self._release_zero3()
         return records
