@@ -84,7 +84,7 @@ def lm_tokens_per_sample(model, examples) -> float:
 
 
 def train_vqa(recipe: Path, overrides: list[str], out: Path, token_samples: int = 512,
-              measure_memory: bool = False) -> dict:
+              measure_memory: bool = False, full_scores: bool = False) -> dict:
     """Train a perceptual-LM ``recipe`` (+ ``overrides``) into ``out``, then score its ``vqa`` task.
 
     Returns held-out VQA accuracy (overall and per question family), trainable parameters (count and share of
@@ -93,6 +93,7 @@ def train_vqa(recipe: Path, overrides: list[str], out: Path, token_samples: int 
     20 steps, wall time and the constant-answer / question-type-prior baselines. ``measure_memory``: also the
     training's resident high-water mark (``VmHWM`` after resetting it once the model is built and DeepSpeed
     imported; run one training per process, or the peaks of several mix) and its rise above the built model.
+    ``full_scores``: also the scorer's whole output under ``"scores"``.
     """
     import mmadapt
     from mmadapt.api import training_examples
@@ -119,4 +120,5 @@ def train_vqa(recipe: Path, overrides: list[str], out: Path, token_samples: int 
             "n_eval": len(scores["perQuestion"]),
             **params, "step_s_median": round(statistics.median(steps), 4), "lm_tokens_per_sample": round(tokens, 1),
             "final_loss": round(statistics.mean(r["loss"] for r in result.records[-20:]), 4),
-            **memory, "wall_s": round(time.perf_counter() - t0, 1), "baselines": tasks["vqa"].baselines(out)}
+            **memory, "wall_s": round(time.perf_counter() - t0, 1), "baselines": tasks["vqa"].baselines(out),
+            **({"scores": scores} if full_scores else {})}

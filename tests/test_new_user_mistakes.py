@@ -11,7 +11,6 @@ import shlex
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 from transformers import PreTrainedModel
 from transformers.models.auto.auto_factory import _BaseAutoModelClass

@@ -76,6 +76,24 @@ def inject_lora(config: "LoRAConfig", model: nn.Module, key: str = "model.adapte
     return layers
 
 
+def remove_lora(model: nn.Module) -> int:
+    """Delete the LoRA weights :func:`inject_lora` put into ``model`` (its layers then compute the base layer
+    alone); returns how many layers had them."""
+    from peft.tuners.lora import LoraLayer
+
+    removed = 0
+    for module in model.modules():
+        if isinstance(module, LoraLayer) and _PEFT_NAME in module.lora_A:
+            module.delete_adapter(_PEFT_NAME)
+            removed += 1
+    configs = model.__dict__.get("peft_config")  # the record inject_adapter_in_model keeps on the model
+    if isinstance(configs, dict):
+        configs.pop(_PEFT_NAME, None)
+        if not configs:
+            del model.peft_config
+    return removed
+
+
 @dataclass
 class LoRAConfig:
     """LoRA of rank ``r`` (scaling ``alpha / r``) on the encoder's linear layers named in ``target_modules``."""

@@ -10,6 +10,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from mmadapt.errors import ConfigError
+
 #: a per-block hook of :meth:`TokenEncoder.run_blocks`: (block index, external tokens [B, N, D]) → [B, N, D]
 BlockHook = Callable[[int, torch.Tensor], torch.Tensor]
 #: a per-block hook of a hierarchical encoder (``HFSwin.set_block_hook``), applied to every block's output:
@@ -17,6 +19,15 @@ BlockHook = Callable[[int, torch.Tensor], torch.Tensor]
 StageBlockHook = Callable[[int, int, torch.Tensor], torch.Tensor]
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def loaded_name(model: nn.Module, role: str) -> str:
+    """The ``name_or_path`` a loaded Hugging Face model was read from, to record it by (``role``: lm / vision)."""
+    name = model.config.name_or_path
+    if not name:
+        raise ConfigError(f"{role}: the loaded {type(model).__name__} has no name_or_path (built from a config?); "
+                          f"pass {role}_name=... so that the run's config.yaml and adapter_config.json can name it")
+    return name
 
 
 def freeze(module: nn.Module) -> nn.Module:

@@ -20,6 +20,7 @@ eager implementation and a warning says so once.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import logging
 from pathlib import Path
@@ -36,6 +37,20 @@ from mmadapt.registry import register
 
 log = logging.getLogger(__name__)
 _WARNED_EAGER: set[str] = set()
+
+
+def as_causal_lm(lm, tokenizer=None) -> "CausalLM":
+    """A :class:`CausalLM` from one, from a ``(model, tokenizer)`` pair, or from a loaded model and ``tokenizer``
+    (frozen in place)."""
+    if isinstance(lm, CausalLM):
+        return lm
+    if isinstance(lm, tuple) and len(lm) == 2:
+        lm, tokenizer = lm
+    if not isinstance(lm, PreTrainedModel) or tokenizer is None:
+        missing = "" if tokenizer is not None else " without a tokenizer"
+        raise ConfigError(f"lm: expected a loaded *ForCausalLM with its tokenizer (lm=model, tokenizer=tok, or "
+                          f"lm=(model, tok)), got {type(lm).__name__}{missing}")
+    return CausalLM(lm, tokenizer)
 
 
 def check_causal_lm_source(name: str, path: str, *, trust_remote_code: bool = False,
@@ -124,7 +139,8 @@ class CausalLM(FrozenBackbone):
         sliding = [t == "sliding_attention" for t in layer_types] if layer_types else [window is not None]
         self.sliding_window: int | None = window if window is not None and any(sliding) else None
         self.all_layers_slide: bool = all(sliding)
-        if tokenizer.pad_token_id is None:  # GPT-2 & Llama ship without a pad token
+        if tokenizer.pad_token_id is None:  # GPT-2 & Llama ship without a pad token: pad with eos, on a copy
+            self.tokenizer = tokenizer = copy.deepcopy(tokenizer)  # (the caller's tokenizer is left as it was)
             tokenizer.pad_token = tokenizer.eos_token
 
     @classmethod

@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from mmadapt.backbones.base import DTYPES, TokenEncoder, freeze, run_hf_block
+from mmadapt.backbones.base import DTYPES, TokenEncoder, freeze, loaded_name, run_hf_block
 from mmadapt.errors import ConfigError
 from mmadapt.names import resolve_name
 from mmadapt.registry import register
@@ -131,7 +131,12 @@ class HFViT(_HFVisionEncoder):
                                              attn_implementation=attn_implementation, **hub)
         processor = AutoImageProcessor.from_pretrained(path, **hub)
         init = "random" if random_init else (revision or "main")
-        return cls(model, processor, model.layernorm, identity=f"hf_vit:{name}@{init}")
+        return cls.wrap(model, processor, f"{name}@{init}")
+
+    @classmethod
+    def wrap(cls, model: nn.Module, processor, name: str) -> "HFViT":
+        """An already loaded ``ViTModel`` (frozen in place) and its image processor."""
+        return cls(model, processor, model.layernorm, identity=f"hf_vit:{name}")
 
     @property
     def blocks(self) -> list[nn.Module]:
@@ -162,9 +167,13 @@ class HFCLIPVision(_HFVisionEncoder):
         model = CLIPVisionModel.from_pretrained(path, dtype=DTYPES[dtype], attn_implementation=attn_implementation,
                                                 **hub)
         processor = AutoImageProcessor.from_pretrained(path, **hub)
+        return cls.wrap(model, processor, f"{name}@{revision or 'main'}")
+
+    @classmethod
+    def wrap(cls, model: nn.Module, processor, name: str) -> "HFCLIPVision":
+        """An already loaded ``CLIPVisionModel`` (frozen in place) and its image processor."""
         tower = getattr(model, "vision_model", model)  # transformers 5 flattened CLIPVisionModel
-        return cls(model, processor, tower.post_layernorm,
-                   identity=f"hf_clip_vision:{name}@{revision or 'main'}")
+        return cls(model, processor, tower.post_layernorm, identity=f"hf_clip_vision:{name}")
 
     @property
     def _tower(self) -> nn.Module:
@@ -289,6 +298,34 @@ def _as_grid(table: torch.Tensor, rows: int, cols: int | None = None) -> torch.T
     if table.shape[0] != rows * cols:
         raise ValueError(f"position table: {table.shape[0]} rows, expected a {rows} × {cols} patch grid")
     return table.reshape(rows, cols, table.shape[-1])
+
+
+#: the ``model_type`` of a loaded Hugging Face vision model → the backbone kind that can wrap it
+WRAPPABLE_VISION = {"vit": "hf_vit", "clip_vision_model": "hf_clip_vision"}
+
+
+def wrap_vision_encoder(model: nn.Module, processor, name: str) -> tuple[str, VisionEncoder]:
+    """(kind, encoder) for an already loaded Hugging Face vision model and its processor."""
+    from mmadapt import registry
+
+    model_type = getattr(model.config, "model_type", None) if isinstance(model, nn.Module) else None
+    if model_type not in WRAPPABLE_VISION:
+        raise ConfigError(f"vision: cannot wrap a loaded {type(model).__name__} (model_type {model_type!r}); "
+                          f"loaded encoders of types {', '.join(WRAPPABLE_VISION)} can be wrapped, others load by name")
+    kind = WRAPPABLE_VISION[model_type]
+    return kind, registry.get("backbones", kind).wrap(model, processor, f"{name}@loaded")
+
+
+def as_vision_encoder(vision, processor=None, name: str | None = None) -> tuple[str, VisionEncoder]:
+    """(kind, encoder) from a :class:`VisionEncoder`, a ``(model, processor)`` pair, or a loaded model and its
+    ``processor`` (frozen in place; recorded as ``name`` or its ``name_or_path``)."""
+    if isinstance(vision, VisionEncoder):
+        return vision.identity.split(":", 1)[0], vision
+    if isinstance(vision, tuple) and len(vision) == 2:
+        vision, processor = vision
+    if processor is None:
+        raise ConfigError(f"vision: a loaded {type(vision).__name__} needs its image processor (processor=...)")
+    return wrap_vision_encoder(vision, processor, name or loaded_name(vision, "vision"))
 
 
 def load_vision_encoder(kind: str, name: str, **kwargs) -> VisionEncoder:

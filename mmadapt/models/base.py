@@ -87,6 +87,14 @@ class Assembly(nn.Module, abc.ABC):
         ``label_space``, a :class:`~mmadapt.data.split.LabelSpace`, where the config leaves them open)."""
 
     @classmethod
+    def loaded_backbones(cls, config: ModelConfig, given: dict[str, Any]) -> dict[str, Any]:
+        """The ``from_config`` keyword arguments for backbones given already loaded to :meth:`from_pretrained`
+        (none by default: this assembly loads its backbones by name)."""
+        if given:
+            raise ConfigError(f"{cls.__name__}.from_pretrained: takes no loaded backbones (got {', '.join(given)})")
+        return {}
+
+    @classmethod
     def needs_label_space(cls, config: ModelConfig) -> bool:
         """Whether building from ``config`` needs the data's label space (something the config leaves open)."""
         return False
@@ -102,8 +110,9 @@ class Assembly(nn.Module, abc.ABC):
 
     # -------------------------------------------------------------------------------------- save / load
     @classmethod
-    def from_pretrained(cls, path: str | Path) -> "Assembly":
-        """Rebuild from a directory written by :meth:`save_pretrained` (backbones reloaded by name)."""
+    def from_pretrained(cls, path: str | Path, **backbones: Any) -> "Assembly":
+        """Rebuild from a directory written by :meth:`save_pretrained`: the backbones reloaded by the names it
+        records, or given already loaded (``lm=``, ``vision=`` of a perceptual LM: see :func:`mmadapt.wrap`)."""
         path = Path(path)
         meta_file = path / ADAPTER_CONFIG
         model_cfg = recorded_model_config(path)
@@ -112,7 +121,7 @@ class Assembly(nn.Module, abc.ABC):
         assembly = registry.get("assemblies", model_cfg.assembly)
         if not issubclass(assembly, cls):
             raise ConfigError(f"{meta_file}: holds a {model_cfg.assembly} model, not a {cls.__name__}")
-        model = assembly.from_config(model_cfg)
+        model = assembly.from_config(model_cfg, **assembly.loaded_backbones(model_cfg, backbones))
         model.load_adapter(path)
         return model
 

@@ -44,8 +44,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmadapt.adapters.base import PerceptualAdapter, TextLoss
-from mmadapt.backbones.lm import CausalLM
-from mmadapt.backbones.vision import VisionEncoder, load_vision_encoder
+from mmadapt.backbones.lm import CausalLM, as_causal_lm
+from mmadapt.backbones.vision import VisionEncoder, as_vision_encoder, load_vision_encoder
 from mmadapt.config import BackboneConfig, ModelConfig
 from mmadapt.errors import ConfigError
 from mmadapt.io.batch import load_each
@@ -81,17 +81,37 @@ class PerceptualLM(Assembly):
 
     # ------------------------------------------------------------------------------------ construction
     @classmethod
-    def from_config(cls, config: ModelConfig, label_space=None) -> "PerceptualLM":
-        """Load the frozen backbones named in ``config`` and build a fresh adapter (``model.vision`` is not
-        loaded for an adapter that reads pixels itself). Nothing is sized by the data (``label_space`` is
-        not read): answers are text."""
+    def from_config(cls, config: ModelConfig, label_space=None, *, lm: CausalLM | None = None,
+                    vision: VisionEncoder | None = None) -> "PerceptualLM":
+        """Load the frozen backbones named in ``config`` — or take the loaded ``lm`` / ``vision`` given — and
+        build a fresh adapter (``model.vision`` is not loaded for an adapter that reads pixels itself).
+        Nothing is sized by the data (``label_space`` is not read): answers are text."""
         adapter_cls = get("adapters", config.adapter.name)  # one that fits perceptual_lm (checked in ModelConfig)
-        if adapter_cls.uses_vision_encoder:  # a wrong vision name fails before the LM's weights load
+        uses_vision = adapter_cls.uses_vision_encoder
+        if uses_vision and vision is None:  # a wrong vision name fails before the LM's weights load
             _named("model.vision.name", resolve_name, config.vision.name)
-        lm = _load_lm(config.lm)
-        vision = _load_vision(config.vision) if adapter_cls.uses_vision_encoder else None
+        lm = lm if lm is not None else _load_lm(config.lm)
+        if uses_vision and vision is None:
+            vision = _load_vision(config.vision)
+        vision = vision if uses_vision else None
         adapter = adapter_cls(config.adapter, lm, vision)
         return cls(config, lm, vision if vision is not None else adapter.processor, adapter)
+
+    @classmethod
+    def loaded_backbones(cls, config: ModelConfig, given: dict) -> dict:
+        """``lm=`` (a CausalLM or ``(model, tokenizer)``) and ``vision=`` (a VisionEncoder or ``(model,
+        processor)``) given to :meth:`from_pretrained` in place of the recorded names."""
+        unknown = set(given) - {"lm", "vision"}
+        if unknown:
+            raise ConfigError(f"PerceptualLM.from_pretrained: unknown backbone(s) {sorted(unknown)}; expected lm=, vision=")
+        out = {}
+        if given.get("lm") is not None:
+            out["lm"] = as_causal_lm(given["lm"])
+        if given.get("vision") is not None:
+            kind, out["vision"] = as_vision_encoder(given["vision"], name=config.vision.name)
+            if kind != config.vision.kind:
+                raise ConfigError(f"vision: the adapter was trained on a {config.vision.kind} encoder, got a {kind}")
+        return out
 
     def _metadata(self) -> dict:
         return {"peft_type": self.config.adapter.name.upper(), "adapter_type": self.config.adapter.name,

@@ -18,6 +18,7 @@ checkpoint intervals count, so a resume finds its place in the data) are consume
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
 import sys
@@ -169,7 +170,10 @@ class Trainer:
             self._resume()
         if self.rank == 0:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "config.yaml").write_text(self.config.to_yaml())
+            # what is actually trained: the model section is the assembly's own (a wrapped model's backbones, the
+            # heads sized by the data), not the recipe's
+            recorded = dataclasses.replace(self.config, model=self.module.config)
+            (self.run_dir / "config.yaml").write_text(recorded.to_yaml())
         records: list[dict] = []
         total = self.train_cfg.max_steps
         bar = tqdm(total=total, initial=self.step, disable=self.quiet or self.rank != 0, desc="train", unit="step")
