@@ -249,11 +249,16 @@ def test_a_rebuild_from_scratch_reaches_the_shipped_figures(tmp_path, monkeypatc
     """``mmadapt zoo build zoo:tiny-swin`` (the quickest full build, ~2.5 CPU minutes) pretrains the default
     spec from scratch into the cache and reaches the shipped entry's held-out figures (within 2 points:
     bf16 autocast follows this CPU, so the bits need not match)."""
-    from mmadapt.cli import main
+    import os
+    import subprocess
+    import sys
 
+    # in its own process, as a user runs it: torch state left by other tests must not enter the build
+    proc = subprocess.run([sys.executable, "-m", "mmadapt.cli", "zoo", "build", "zoo:tiny-swin"], text=True,
+                          capture_output=True, env={**os.environ, "MMADAPT_HOME": str(tmp_path), "MMADAPT_QUIET": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
     monkeypatch.setenv("MMADAPT_HOME", str(tmp_path))
-    assert main(["zoo", "build", "zoo:tiny-swin"]) == 0
-    out = capsys.readouterr().out
+    out = proc.stdout
     rebuilt = cache.read_manifest(cache.entry_dir(tmp_path, "zoo:tiny-swin", zoo.zoo_spec("zoo:tiny-swin")))
     shipped = zoo.held_out_figures(zoo.zoo_manifest("zoo:tiny-swin")["metrics"])
     figures = zoo.held_out_figures(rebuilt["metrics"])
