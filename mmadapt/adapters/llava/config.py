@@ -17,8 +17,9 @@ class LLaVAProjectorConfig:
     - ``feature_layer``: which of the encoder's hidden states is read, indexed like Hugging Face's
       ``output_hidden_states`` (0: the embeddings, k: after block k; negative from the end: -1 the last block,
       -2 the penultimate, LLaVA's ``mm_vision_select_layer``). No final norm is applied (as LLaVA).
-    - ``features``: ``patches`` — all patch tokens, [CLS] left out (LLaVA's ``patch``: an image is N LM
-      tokens, e.g. 576 for CLIP ViT-L/14-336); ``cls`` — the [CLS] token only (one LM token per image).
+    - ``features``: ``patches`` — all patch tokens, the encoder's prefix tokens ([CLS], DINOv2's registers)
+      left out (LLaVA's ``patch``: an image is N LM tokens, e.g. 576 for CLIP ViT-L/14-336; SigLIP has no
+      prefix, so all its tokens); ``cls`` — the [CLS] token only (one LM token per image; not for SigLIP).
     - ``projector``: ``linear`` (LLaVA-1: one ``Linear(D_enc, D_lm)``) or ``mlp2x_gelu`` (LLaVA-1.5:
       ``Linear(D_enc, D_lm) → GELU → Linear(D_lm, D_lm)``); ``D_lm`` is the LM's input-embedding width.
     - ``prompt_tuning``: n > 0 adds n trainable virtual tokens, peft's own prompt-tuning embedding

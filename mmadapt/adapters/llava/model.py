@@ -5,8 +5,8 @@ The LM input of a sample is::
     [image tokens] [virtual tokens (prompt_tuning)] [text (left-padded)]
 
 - image tokens: the encoder's hidden states of ``feature_layer`` (default -2, the penultimate block, as
-  LLaVA), either every patch token ([CLS] left out, ``features: patches``: N tokens per image, LLaVA) or the
-  [CLS] token alone (``features: cls``: 1 token), through the projector (``linear``: LLaVA-1;
+  LLaVA), either every patch token ([CLS] / registers left out, ``features: patches``: N tokens per image,
+  LLaVA) or the [CLS] token alone (``features: cls``: 1 token), through the projector (``linear``: LLaVA-1;
   ``mlp2x_gelu``: LLaVA-1.5) to the LM's input-embedding width. The encoder runs under ``torch.no_grad()``:
   nothing below the projector trains and no graph is kept;
 - virtual tokens: ``prompt_tuning`` trainable input embeddings, peft's ``PromptEmbedding`` (built from a
@@ -81,6 +81,9 @@ class LLaVAProjector(PerceptualAdapter):
             absolute_layer(config.feature_layer, encoder_layers)
         except ValueError as exc:
             raise ConfigError(f"model.adapter.feature_layer: {exc}") from None
+        if config.features == "cls" and vision.n_prefix_tokens == 0:
+            raise ConfigError(f"model.adapter.features: 'cls' needs an encoder with a [CLS] token; "
+                              f"{type(vision).__name__} has none (use 'patches')")
         self.config = config
         self.input_dim = lm.input_embeddings.embedding_dim  # OPT-350m: 512, projected to 1024 inside the LM
         self.projector = build_projector(config.projector, encoder_dim, self.input_dim)
@@ -89,11 +92,11 @@ class LLaVAProjector(PerceptualAdapter):
 
     # ------------------------------------------------------------------------------ PerceptualLM contract
     def image_features(self, vision, pixel_values: torch.Tensor) -> torch.Tensor:
-        """The frozen encoder's tokens that are projected, [B, N, D_enc] (``patches``) or [B, 1, D_enc] (``cls``),
-        computed without a graph."""
+        """The frozen encoder's tokens that are projected, [B, N, D_enc] (``patches``: every token after the
+        encoder's prefix — [CLS], registers; SigLIP has none) or [B, 1, D_enc] (``cls``), computed without a graph."""
         with torch.no_grad():
-            hidden = vision.hidden_states(pixel_values.to(vision.dtype), self.config.feature_layer)  # [B, 1+N, D]
-        return hidden[:, :1] if self.config.features == "cls" else hidden[:, 1:]
+            hidden = vision.hidden_states(pixel_values.to(vision.dtype), self.config.feature_layer)  # [B, P+N, D]
+        return hidden[:, :1] if self.config.features == "cls" else hidden[:, vision.n_prefix_tokens:]
 
     def perceive(self, vision, pixel_values: torch.Tensor) -> torch.Tensor:
         """Pixels [B, 3, H, W] → image tokens [B, K, D_lm] (K = N patches, or 1 for ``cls``)."""
