@@ -109,3 +109,16 @@ def write_json(result: dict, path: Path | None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2, default=str))
     print(f"wrote {path}", file=sys.stderr)
+
+
+def fill_run_defaults(args, sizes: dict[str, tuple[int, int]]):
+    """``args`` with each of ``sizes`` (``name: (quick, full)``) that the command line left None set to its
+    ``--quick`` or full value, and ``--data`` (left None) set to the cached scenes."""
+    for name, (quick, full) in sizes.items():
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
+    if args.data is None:
+        from mmadapt.zoo.cache import cache_root
+
+        args.data = cache_root() / "data" / "scenes"
+    return args

@@ -43,7 +43,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import child_env, environment, loadavg, run_json_child, write_json  # noqa: E402
+from _common import child_env, environment, fill_run_defaults, loadavg, run_json_child, write_json  # noqa: E402
 from _recipes import FAMILIES, scenes_vqa_overrides, train_vqa  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -189,18 +189,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--tune-root", type=Path, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--token-samples", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--eval-samples", type=int, default=None, help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
-    if args.steps is None:
-        args.steps = 5 if args.quick else 400
-    if args.token_samples is None:
-        args.token_samples = 64 if args.quick else 512
-    if args.eval_samples is None:
-        args.eval_samples = 100 if args.quick else 0
-    if args.data is None:
-        from mmadapt.zoo.cache import cache_root
-
-        args.data = cache_root() / "data" / "scenes"
-    return args
+    return fill_run_defaults(ap.parse_args(argv), {"steps": (5, 400), "token_samples": (64, 512),
+                                                    "eval_samples": (100, 0)})
 
 
 def main(argv: list[str] | None = None) -> int:

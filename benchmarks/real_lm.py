@@ -43,7 +43,7 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import child_env, environment, loadavg, run_json_child, write_json  # noqa: E402
+from _common import child_env, environment, fill_run_defaults, loadavg, run_json_child, write_json  # noqa: E402
 from _recipes import scenes_vqa_overrides, train_vqa  # noqa: E402
 from peers import DEFAULT_LR, METHODS as PEER_METHODS  # noqa: E402
 
@@ -192,18 +192,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--child-lm", choices=list(LMS), default=None, help=argparse.SUPPRESS)
     ap.add_argument("--child-data", choices=["easy_vqa", "scenes"], default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
-    if args.steps is None:
-        args.steps = 3 if args.quick else 200
-    if args.eval_questions is None:
-        args.eval_questions = 50 if args.quick else 600
-    if args.eval_questions_scenes is None:
-        args.eval_questions_scenes = 50 if args.quick else 0
-    if args.data is None:
-        from mmadapt.zoo.cache import cache_root
-
-        args.data = cache_root() / "data" / "scenes"
-    return args
+    return fill_run_defaults(ap.parse_args(argv), {"steps": (3, 200), "eval_questions": (50, 600),
+                                                    "eval_questions_scenes": (50, 0)})
 
 
 def main(argv: list[str] | None = None) -> int:

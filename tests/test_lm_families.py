@@ -14,7 +14,7 @@ import torch
 
 from mmadapt.backbones.lm import CausalLM
 from mmadapt.errors import ConfigError
-from tiny import tiny_vit, word_tokenizer
+from tiny import assert_generates_and_reloads, scenes_vqa_config, tiny_vit, word_tokenizer
 
 H = 32
 
@@ -81,34 +81,18 @@ def world(tmp_path_factory):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_every_family_trains_generates_and_reloads_identically(world, family, method):
     import mmadapt
-    from mmadapt.config import Config
-    from mmadapt.models.perceptual_lm import PerceptualLM
 
     root, dirs = world
-    ds = lambda split, n: {"format": "synthetic_scenes", "root": str(root / "scenes"), "split": split,  # noqa: E731
-                           "n_images": n}
-    cfg = Config.from_dict({
-        "model": {"lm": {"name": str(dirs[family])}, "vision": {"name": str(root / "vit"), "kind": "hf_vit"},
-                  "adapter": METHODS[method]},
-        "tasks": {"vqa": {"train": ds("train", 8), "eval": ds("val", 2), "max_new_tokens": 3}},
-        "train": {"max_steps": 2, "batch_size": 4, "warmup_steps": 1, "log_every": 1, "lr": 1e-3},
-        "output_dir": str(root / "runs" / family / method)})
+    cfg = scenes_vqa_config(root / "scenes", {"lm": {"name": str(dirs[family])}, "adapter": METHODS[method],
+                                              "vision": {"name": str(root / "vit"), "kind": "hf_vit"}},
+                            root / "runs" / family / method)
     model = mmadapt.build_model(cfg)
     frozen = {k: v.clone() for k, v in model.lm.model.state_dict().items() if "lora" not in k}
     result = mmadapt.train(cfg, model=model, quiet=True)
     assert len(result.records) == 2 and all(torch.isfinite(torch.tensor(r["loss"])) for r in result.records)
     after = {k: v for k, v in model.lm.model.state_dict().items() if "lora" not in k}
     assert all(torch.equal(v, after[k]) for k, v in frozen.items())  # the LM is frozen (LoRA aside)
-
-    task = mmadapt.build_tasks(cfg)["vqa"]
-    samples = task.split("eval").samples[:2]
-    _, inputs, _ = model.load_batch([s.image_path for s in samples])
-    prompts = [task.prefix(s.question) for s in samples]
-    model.eval()
-    before = [model.generate(inputs["pixel_values"], prompts, max_new_tokens=4, num_beams=b) for b in (1, 2)]
-    model.save_pretrained(root / "adapters" / family / method)
-    again = PerceptualLM.from_pretrained(root / "adapters" / family / method)
-    assert [again.generate(inputs["pixel_values"], prompts, max_new_tokens=4, num_beams=b) for b in (1, 2)] == before
+    assert_generates_and_reloads(model, cfg, root / "adapters" / family / method)
 
 
 # ------------------------------------------------------------------------------------------- the pieces

@@ -95,20 +95,14 @@ def test_missing_pieces_are_named_in_one_line(monkeypatch):
 
 def test_epalm_on_smollm2_trains_generates_and_reloads_identically(smollm2, tmp_path):
     import mmadapt
-    from mmadapt.config import Config
     from mmadapt.data.synthetic.scenes import write_scenes_dataset
-    from mmadapt.models.perceptual_lm import PerceptualLM
+    from tiny import assert_generates_and_reloads, scenes_vqa_config
 
     write_scenes_dataset(tmp_path / "scenes", "train", 4, seed=0, image_size=64)
     write_scenes_dataset(tmp_path / "scenes", "val", 2, seed=1, image_size=64)
-    ds = lambda split, n: {"format": "synthetic_scenes", "root": str(tmp_path / "scenes"), "split": split,  # noqa: E731
-                           "n_images": n}
-    cfg = Config.from_dict({
-        "model": {"lm": {"name": NAME}, "vision": {"name": "zoo:tiny-vit", "kind": "hf_vit"},
-                  "adapter": {"name": "epalm", "n_injected": 2, "prompt_len": 4}},
-        "tasks": {"vqa": {"train": ds("train", 4), "eval": ds("val", 2), "max_new_tokens": 3}},
-        "train": {"max_steps": 2, "batch_size": 2, "warmup_steps": 1, "log_every": 1, "lr": 1e-3},
-        "output_dir": str(tmp_path / "run")})
+    model_section = {"lm": {"name": NAME}, "vision": {"name": "zoo:tiny-vit", "kind": "hf_vit"},
+                     "adapter": {"name": "epalm", "n_injected": 2, "prompt_len": 4}}
+    cfg = scenes_vqa_config(tmp_path / "scenes", model_section, tmp_path / "run", n_train=4, batch_size=2)
     model = mmadapt.build_model(cfg)
     assert model.lm.num_layers == 30 and model.lm.hidden_size == 576
     frozen = {k: v.clone() for k, v in model.lm.model.state_dict().items()}
@@ -117,14 +111,4 @@ def test_epalm_on_smollm2_trains_generates_and_reloads_identically(smollm2, tmp_
     result = mmadapt.train(cfg, model=model, quiet=True, evaluate_after=False)
     assert len(result.records) == 2 and all(torch.isfinite(torch.tensor(r["loss"])) for r in result.records)
     assert all(torch.equal(v, model.lm.model.state_dict()[k]) for k, v in frozen.items())
-
-    task = mmadapt.build_tasks(cfg)["vqa"]
-    samples = task.split("eval").samples[:2]
-    _, inputs, _ = model.load_batch([s.image_path for s in samples])
-    prompts = [task.prefix(s.question) for s in samples]
-    model.eval()
-    before = [model.generate(inputs["pixel_values"], prompts, max_new_tokens=4, num_beams=b) for b in (1, 2)]
-    assert all(isinstance(g, str) for gens in before for g in gens)
-    model.save_pretrained(tmp_path / "adapter")
-    again = PerceptualLM.from_pretrained(tmp_path / "adapter")
-    assert [again.generate(inputs["pixel_values"], prompts, max_new_tokens=4, num_beams=b) for b in (1, 2)] == before
+    assert_generates_and_reloads(model, cfg, tmp_path / "adapter")

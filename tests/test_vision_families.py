@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from mmadapt.errors import ConfigError
-from tiny import tiny_vit, word_tokenizer
+from tiny import assert_generates_and_reloads, scenes_vqa_config, tiny_vit, word_tokenizer
 
 D = 16
 
@@ -114,17 +114,10 @@ def _images(n: int = 2) -> list[Image.Image]:
 @pytest.mark.parametrize("case", list(ENCODERS))
 def test_every_encoder_trains_generates_and_reloads_identically(world, case, method):
     import mmadapt
-    from mmadapt.config import Config
-    from mmadapt.models.perceptual_lm import PerceptualLM
 
-    ds = lambda split, n: {"format": "synthetic_scenes", "root": str(world / "scenes"), "split": split,  # noqa: E731
-                           "n_images": n}
-    cfg = Config.from_dict({
-        "model": {"lm": {"name": str(world / "lm")}, "vision": {"name": str(world / case), "kind": ENCODERS[case][0]},
-                  "adapter": METHODS[method]},
-        "tasks": {"vqa": {"train": ds("train", 8), "eval": ds("val", 2), "max_new_tokens": 3}},
-        "train": {"max_steps": 2, "batch_size": 4, "warmup_steps": 1, "log_every": 1, "lr": 1e-3},
-        "output_dir": str(world / "runs" / case / method)})
+    cfg = scenes_vqa_config(world / "scenes", {"lm": {"name": str(world / "lm")}, "adapter": METHODS[method],
+                                               "vision": {"name": str(world / case), "kind": ENCODERS[case][0]}},
+                            world / "runs" / case / method)
     model = mmadapt.build_model(cfg)
     frozen = {k: v.clone() for k, v in model.vision.state_dict().items()}
     trained = {k: v.clone() for k, v in model.adapter.state_dict().items()}
@@ -132,16 +125,7 @@ def test_every_encoder_trains_generates_and_reloads_identically(world, case, met
     assert len(result.records) == 2 and all(torch.isfinite(torch.tensor(r["loss"])) for r in result.records)
     assert all(torch.equal(v, model.vision.state_dict()[k]) for k, v in frozen.items())  # the encoder is frozen
     assert any(not torch.equal(v, model.adapter.state_dict()[k]) for k, v in trained.items())  # the adapter learns
-
-    task = mmadapt.build_tasks(cfg)["vqa"]
-    samples = task.split("eval").samples[:2]
-    _, inputs, _ = model.load_batch([s.image_path for s in samples])
-    prompts = [task.prefix(s.question) for s in samples]
-    model.eval()
-    before = [model.generate(inputs["pixel_values"], prompts, max_new_tokens=4, num_beams=b) for b in (1, 2)]
-    model.save_pretrained(world / "adapters" / case / method)
-    again = PerceptualLM.from_pretrained(world / "adapters" / case / method)
-    assert [again.generate(inputs["pixel_values"], prompts, max_new_tokens=4, num_beams=b) for b in (1, 2)] == before
+    assert_generates_and_reloads(model, cfg, world / "adapters" / case / method)
 
 
 # ------------------------------------------------------------------------------------------- the pieces

@@ -98,17 +98,46 @@ def make_model(config, lm_kind: str = "opt", seed: int = 0):
     return PerceptualLM(model_cfg, lm, vit, adapter)
 
 
-def assert_reloads_identically(model, folder, perception, prompts, before) -> None:
+def assert_reloads_identically(model, folder, perception, prompts, before, max_new_tokens: int = 6) -> None:
     """``PerceptualLM.from_pretrained(folder)`` (after ``model.save_pretrained(folder)``) generates ``before``
-    (greedy, then 2 beams, 6 new tokens) and holds bit-identical adapter weights."""
+    (greedy, then 2 beams, ``max_new_tokens`` new tokens) and holds bit-identical adapter weights."""
     import torch
 
     from mmadapt.models.perceptual_lm import PerceptualLM
 
     again = PerceptualLM.from_pretrained(folder)
-    assert [again.generate(perception, prompts, max_new_tokens=6, num_beams=b) for b in (1, 2)] == before
+    assert [again.generate(perception, prompts, max_new_tokens=max_new_tokens, num_beams=b) for b in (1, 2)] == before
     for (name, a), (_, b) in zip(model.adapter.state_dict().items(), again.adapter.state_dict().items()):
         assert torch.equal(a, b), name
+
+
+def scenes_vqa_config(scenes_root, model: dict, output_dir, n_train: int = 8, batch_size: int = 4):
+    """A VQA config on the tiny scenes at ``scenes_root`` (``n_train`` training images, 2 eval) for ``model``
+    (the recipe's model section): two steps of ``batch_size``."""
+    from mmadapt.config import Config
+
+    ds = lambda split, n: {"format": "synthetic_scenes", "root": str(scenes_root), "split": split,  # noqa: E731
+                           "n_images": n}
+    return Config.from_dict({
+        "model": model, "tasks": {"vqa": {"train": ds("train", n_train), "eval": ds("val", 2), "max_new_tokens": 3}},
+        "train": {"max_steps": 2, "batch_size": batch_size, "warmup_steps": 1, "log_every": 1, "lr": 1e-3},
+        "output_dir": str(output_dir)})
+
+
+def assert_generates_and_reloads(model, config, folder) -> None:
+    """``model`` answers the first two eval questions of ``config``'s VQA task (greedy and 2 beams, 4 new
+    tokens, strings), and after ``save_pretrained(folder)`` the reloaded adapter generates exactly the same."""
+    import mmadapt
+
+    task = mmadapt.build_tasks(config)["vqa"]
+    samples = task.split("eval").samples[:2]
+    _, inputs, _ = model.load_batch([s.image_path for s in samples])
+    prompts = [task.prefix(s.question) for s in samples]
+    model.eval()
+    before = [model.generate(inputs["pixel_values"], prompts, max_new_tokens=4, num_beams=b) for b in (1, 2)]
+    assert all(isinstance(g, str) for gens in before for g in gens)
+    model.save_pretrained(folder)
+    assert_reloads_identically(model, folder, inputs["pixel_values"], prompts, before, max_new_tokens=4)
 
 
 def train_scenes_recipe(recipe, scenes_root, out, *overrides: str):

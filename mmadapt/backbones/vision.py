@@ -162,28 +162,35 @@ class HFViT(_HFVisionEncoder):
         return _as_grid(table, self.model.config.image_size // self.model.config.patch_size)
 
 
-@register("backbones", "hf_clip_vision")
-class HFCLIPVision(_HFVisionEncoder):
-    """The vision tower of a Hugging Face CLIP checkpoint (``CLIPVisionModel``)."""
+class _HFVisionTower(_HFVisionEncoder):
+    """The vision tower of a two-tower checkpoint (CLIP, SigLIP): ``<Family>VisionModel``, its tower nested as
+    ``vision_model`` in transformers 4 and flattened in 5, ``post_layernorm`` as the final norm. A full
+    two-tower checkpoint loads its vision tower."""
+
+    #: the backbone kind (the prefix of :attr:`identity`)
+    kind: str
+
+    @staticmethod
+    def _model_class() -> type:
+        raise NotImplementedError
 
     @classmethod
     def from_pretrained(cls, name: str, *, dtype: str = "float32", attn_implementation: str = "sdpa",
-                        revision: str | None = None, trust_remote_code: bool = False,
-                        **_: object) -> "HFCLIPVision":
-        from transformers import AutoImageProcessor, CLIPVisionModel
+                        revision: str | None = None, trust_remote_code: bool = False, **_: object) -> "_HFVisionTower":
+        from transformers import AutoImageProcessor
 
         path = resolve_name(name)
         hub = {"revision": revision, "trust_remote_code": trust_remote_code}
-        model = CLIPVisionModel.from_pretrained(path, dtype=DTYPES[dtype], attn_implementation=attn_implementation,
-                                                **hub)
+        model = cls._model_class().from_pretrained(path, dtype=DTYPES[dtype], attn_implementation=attn_implementation,
+                                                   **hub)
         processor = AutoImageProcessor.from_pretrained(path, **hub)
         return cls.wrap(model, processor, f"{name}@{revision or 'main'}")
 
     @classmethod
-    def wrap(cls, model: nn.Module, processor, name: str) -> "HFCLIPVision":
-        """An already loaded ``CLIPVisionModel`` (frozen in place) and its image processor."""
-        tower = getattr(model, "vision_model", model)  # transformers 5 flattened CLIPVisionModel
-        return cls(model, processor, tower.post_layernorm, identity=f"hf_clip_vision:{name}")
+    def wrap(cls, model: nn.Module, processor, name: str) -> "_HFVisionTower":
+        """An already loaded vision model (frozen in place) and its image processor."""
+        tower = getattr(model, "vision_model", model)
+        return cls(model, processor, tower.post_layernorm, identity=f"{cls.kind}:{name}")
 
     @property
     def _tower(self) -> nn.Module:
@@ -198,6 +205,19 @@ class HFCLIPVision(_HFVisionEncoder):
         tower = self._tower
         return list(tower.layers if hasattr(tower, "layers") else tower.encoder.layers)
 
+
+@register("backbones", "hf_clip_vision")
+class HFCLIPVision(_HFVisionTower):
+    """The vision tower of a Hugging Face CLIP checkpoint (``CLIPVisionModel``)."""
+
+    kind = "hf_clip_vision"
+
+    @staticmethod
+    def _model_class() -> type:
+        from transformers import CLIPVisionModel
+
+        return CLIPVisionModel
+
     def _prefix_tokens(self) -> torch.Tensor:
         emb = self._tower.embeddings
         return (emb.class_embedding + emb.position_embedding.weight[0])[None]
@@ -211,8 +231,8 @@ class HFCLIPVision(_HFVisionEncoder):
 
 
 @register("backbones", "hf_siglip_vision")
-class HFSigLIPVision(_HFVisionEncoder):
-    """The vision tower of a SigLIP checkpoint (``SiglipVisionModel``; a full SigLIP checkpoint loads its tower).
+class HFSigLIPVision(_HFVisionTower):
+    """The vision tower of a SigLIP checkpoint (``SiglipVisionModel``).
 
     SigLIP has no [CLS] token: every token is a patch (``n_prefix_tokens = 0``), so the LLaVA projector reads
     all of them (as LLaVA-OneVision does with its SigLIP tower). Its image summary is its attention-pooling
@@ -221,38 +241,14 @@ class HFSigLIPVision(_HFVisionEncoder):
     without the head (``vision_use_head: false``), takes the mean of those normed tokens. Without a [CLS] to
     prepend it cannot serve as a shared encoder (:meth:`run_blocks`)."""
 
+    kind = "hf_siglip_vision"
     n_prefix_tokens = 0
 
-    @classmethod
-    def from_pretrained(cls, name: str, *, dtype: str = "float32", attn_implementation: str = "sdpa",
-                        revision: str | None = None, trust_remote_code: bool = False,
-                        **_: object) -> "HFSigLIPVision":
-        from transformers import AutoImageProcessor, SiglipVisionModel
+    @staticmethod
+    def _model_class() -> type:
+        from transformers import SiglipVisionModel
 
-        path = resolve_name(name)
-        hub = {"revision": revision, "trust_remote_code": trust_remote_code}
-        model = SiglipVisionModel.from_pretrained(path, dtype=DTYPES[dtype], attn_implementation=attn_implementation,
-                                                  **hub)
-        processor = AutoImageProcessor.from_pretrained(path, **hub)
-        return cls.wrap(model, processor, f"{name}@{revision or 'main'}")
-
-    @classmethod
-    def wrap(cls, model: nn.Module, processor, name: str) -> "HFSigLIPVision":
-        """An already loaded ``SiglipVisionModel`` (frozen in place) and its image processor."""
-        tower = getattr(model, "vision_model", model)  # transformers 4 nests the tower, 5 flattens it
-        return cls(model, processor, tower.post_layernorm, identity=f"hf_siglip_vision:{name}")
-
-    @property
-    def _tower(self) -> nn.Module:
-        return getattr(self.model, "vision_model", self.model)
-
-    @property
-    def _embeddings(self) -> nn.Module:
-        return self._tower.embeddings
-
-    @property
-    def blocks(self) -> list[nn.Module]:
-        return list(self._tower.encoder.layers)
+        return SiglipVisionModel
 
     def layer_cls(self, pixel_values: torch.Tensor) -> torch.Tensor:
         tower = self._tower
