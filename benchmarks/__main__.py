@@ -1,6 +1,6 @@
 """Every performance benchmark in one run: a table of the targets, and one JSON with all the figures.
 
-    python -m benchmarks [--only cache,fast,generation,zero,peers] [--quick] [--out runs/bench/results.json]
+    python -m benchmarks [--only cache,fast,generation,zero,peers,loading] [--quick] [--out runs/bench/results.json]
 
 Each benchmark runs as its own subprocess (``python benchmarks/<script>.py ... --json <tmp>``) so that peak
 memories and thread settings never mix; this entry point collects their JSON and checks each figure against
@@ -15,6 +15,8 @@ its target (issue 7):
 |            |                     | end, and the LM alone beside it)                               |        |
 | zero       | zero_memory.py      | ZeRO-3 ÷ ZeRO-0 parameter bytes per rank, 2 processes          | ≤ 0.6× |
 | peers      | peers.py            | eP-ALM vs prompt tuning vs LoRA vs LLaVA projector (a table)   | —      |
+| loading    | data_loading.py     | eP-ALM step on JPEG files with DataLoader workers ÷ the same   | ≤ 1.1× |
+|            |                     | batches pre-decoded in memory (issue 19)                       |        |
 
 ``--quick`` runs each at smoke-test sizes (minutes, figures not meaningful). The CPU is often shared: the
 table prints the load average before and after; quote medians and ratios, not absolute times.
@@ -82,6 +84,13 @@ def _zero_checks(r: dict) -> list:
             ("ZeRO-3 vs ZeRO-0 max |Δ loss|", r["max_loss_diff"], "≤ 1e-4", r["max_loss_diff"] <= 1e-4)]
 
 
+def _loading_checks(r: dict) -> list:
+    ratio = r["workers_over_memory"]
+    return [(f"step on JPEGs, {r['workers']} worker(s) / pre-decoded", ratio, "≤ 1.1×", ratio <= 1.1),
+            ("  same, no workers / pre-decoded", r["no_workers_over_memory"], "—", True),
+            ("  same losses in the three runs", float(r["same_losses"]), "1", r["same_losses"])]
+
+
 def _peers_checks(r: dict) -> list:
     return [(f"peers: {m['name']} accuracy", m["accuracy"], "—", True) for m in r["methods"]]
 
@@ -94,6 +103,7 @@ BENCHES: dict[str, Bench] = {
     "generation": Bench("generation.py", [], ["--quick"], _generation_checks),
     "zero": Bench("zero_memory.py", [], ["--quick"], _zero_checks),
     "peers": Bench("peers.py", [], ["--quick"], _peers_checks),
+    "loading": Bench("data_loading.py", [], ["--images", "6", "--steps", "3", "--batch", "2"], _loading_checks),
 }
 
 

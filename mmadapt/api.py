@@ -23,6 +23,7 @@ import torch
 from mmadapt import registry
 from mmadapt.config import Config
 from mmadapt.config.build import task_kind
+from mmadapt.data.loader import Background
 from mmadapt.errors import ConfigError
 from mmadapt.models.base import Assembly, check_same_backbones
 from mmadapt.tasks.base import Task, merge_label_spaces
@@ -115,8 +116,11 @@ def evaluate(model: Assembly, config: Config, *, tasks: dict[str, Task] | None =
     tasks = tasks or build_tasks(config)
     out = Path(out_dir) if out_dir is not None else Path(config.output_dir) / "eval"
     model.eval()
+    ev = config.eval
+    loading = Background(num_workers=ev.num_workers, prefetch_factor=ev.prefetch_factor,
+                         worker_threads=ev.worker_threads, pin_memory=torch.cuda.is_available())
     scores = {}
     for key, task in tasks.items():
         if task.config.eval is not None:
-            scores[key] = task.evaluate(model, out, config.eval.batch_size, config.eval.max_samples, quiet=quiet)
+            scores[key] = task.evaluate(model, out, ev.batch_size, ev.max_samples, quiet=quiet, loading=loading)
     return scores

@@ -70,7 +70,8 @@ def test_overrides_are_typed_and_nested(tmp_path):
     ("model.adapter.rank=8", "model.adapter.rank: unknown key"),
     ("model.adapter.name=nope", "model.adapter.name: no adapter named 'nope'"),
     ("tasks.vqa.train.format=parquet", "tasks.vqa.train.format: expected one of"),
-    ("train.num_workers=4", "train.num_workers: background data loading is not implemented yet"),
+    ("train.num_workers=-1", "train.num_workers: expected 0 (load in the main process) or more workers, got -1"),
+    ("eval.prefetch_factor=0", "eval.prefetch_factor: expected a positive integer, got 0"),
 ])
 def test_bad_keys_name_the_key(tmp_path, override, message):
     recipe = write_recipe(tmp_path, BASE)

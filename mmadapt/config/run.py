@@ -43,7 +43,12 @@ class TrainConfig:
     log_every: int = 10
     save_every: int = 0  # 0: only at the end
     keep_checkpoints: int = 2  # 0: keep every checkpoint
+    # background data loading (DataLoader workers read, decode and preprocess the next micro-batches; 0: the
+    # trainer reads them itself between steps), each `prefetch_factor` micro-batches ahead, `worker_threads`
+    # torch threads per worker
     num_workers: int = 0
+    prefetch_factor: int = 2
+    worker_threads: int = 1
     seed: int = 0
     # a step whose loss or gradient is not finite is skipped (no update) and logged; this many in a row stop the run
     max_nonfinite_steps: int = 3
@@ -74,9 +79,10 @@ class TrainConfig:
         if self.weight_decay < 0 or self.clip_grad < 0:
             bad = "weight_decay" if self.weight_decay < 0 else "clip_grad"
             raise ConfigError(f"{bad}: expected >= 0, got {getattr(self, bad)}")
-        if self.num_workers != 0:  # refused rather than silently ignored until DataLoader workers exist
-            raise ConfigError(f"num_workers: background data loading is not implemented yet; the trainer reads "
-                              f"data in its own process, so only 0 is accepted (got {self.num_workers})")
+        check_background(self)
+        if self.num_workers and self.feature_cache:
+            raise ConfigError("num_workers: with train.feature_cache the features come from the cache and its misses "
+                              "go through the frozen encoder, in the trainer's process; set num_workers: 0")
         if self.max_nonfinite_steps < 1:
             raise ConfigError(f"max_nonfinite_steps: expected a positive integer, got {self.max_nonfinite_steps}")
         if self.autocast != "none" and self.precision != "fp32":
@@ -84,10 +90,28 @@ class TrainConfig:
                               f"train.precision={self.precision} already casts the model — use one of the two")
 
 
+def check_background(cfg) -> None:
+    """``num_workers`` ≥ 0, ``prefetch_factor`` and ``worker_threads`` ≥ 1 (of a train or eval section)."""
+    if cfg.num_workers < 0:
+        raise ConfigError(f"num_workers: expected 0 (load in the main process) or more workers, got {cfg.num_workers}")
+    for key in ("prefetch_factor", "worker_threads"):
+        if getattr(cfg, key) < 1:
+            raise ConfigError(f"{key}: expected a positive integer, got {getattr(cfg, key)}")
+
+
 @dataclass
 class EvalConfig:
     batch_size: int = 64
     max_samples: int | None = None
+    # background loading of the eval batches, as train.num_workers / prefetch_factor / worker_threads
+    num_workers: int = 0
+    prefetch_factor: int = 2
+    worker_threads: int = 1
+
+    def validate(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size: expected a positive integer, got {self.batch_size}")
+        check_background(self)
 
 
 @dataclass

@@ -21,6 +21,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from mmadapt.config import ModelConfig, TaskConfig
+from mmadapt.data.loader import Background, in_background
 from mmadapt.data.split import LabelSpace, ReadContext, Split, read_split
 from mmadapt.errors import ConfigError
 
@@ -31,16 +32,18 @@ def batched(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 
 
 def predict_all(desc: str, items: Sequence[Any], batch_size: int, load: Callable, predict: Callable,
-                quiet: bool = False) -> tuple[list[Any], list[tuple[int, str]]]:
+                quiet: bool = False, loading: Background = Background()) -> tuple[list[Any], list[tuple[int, str]]]:
     """The evaluation loop: ``items`` in batches of ``batch_size``; ``load(chunk)`` → (indices that loaded,
-    inputs or None, [(index, error)]) (an assembly's ``load_batch``), ``predict(inputs, kept_items)`` → one
-    prediction per kept item. Returns the predictions aligned with ``items`` (``None`` for items that did
+    inputs or None, [(index, error)]) (an assembly's ``load_batch``), run ahead by ``loading.num_workers``
+    DataLoader workers (:mod:`mmadapt.data.loader`; 0: here), ``predict(inputs, kept_items)`` → one
+    prediction per kept item, here. Returns the predictions aligned with ``items`` (``None`` for items that did
     not load) and the [(index into items, error)] of those."""
     outputs: list[Any] = [None] * len(items)
     errors: list[tuple[int, str]] = []
+    chunks = list(batched(items, batch_size))
+    loaded = in_background(range(len(chunks)), lambda c: load([*chunks[c]]), loading)
     offset = 0
-    for chunk in tqdm(list(batched(items, batch_size)), desc=desc, disable=quiet):
-        kept, inputs, bad = load([*chunk])
+    for chunk, (kept, inputs, bad) in tqdm(zip(chunks, loaded), total=len(chunks), desc=desc, disable=quiet):
         errors.extend((offset + i, msg) for i, msg in bad)
         if inputs is not None:
             for i, out in zip(kept, predict(inputs, [chunk[i] for i in kept])):
@@ -110,8 +113,9 @@ class Task(abc.ABC):
 
     @abc.abstractmethod
     def evaluate(self, model, out_dir: Path, batch_size: int, max_samples: int | None = None,
-                 quiet: bool = False) -> dict:
-        """Predict on the eval split, write results + ``<key>.json`` scores in ``out_dir``; return the scores."""
+                 quiet: bool = False, loading: Background = Background()) -> dict:
+        """Predict on the eval split, write results + ``<key>.json`` scores in ``out_dir``; return the scores.
+        ``loading``: how the eval batches are read (``eval.num_workers`` …)."""
 
     @abc.abstractmethod
     def baselines(self, out_dir: Path) -> dict[str, float]:

@@ -15,6 +15,7 @@ from mmadapt.data.examples import Example
 from mmadapt.data.formats.coco_captions import CaptionSample, write_caption_results
 from mmadapt.eval.caption_metric import caption_scores
 from mmadapt.registry import register
+from mmadapt.data.loader import Background
 from mmadapt.tasks.base import Task, TextTaskConfig, predict_all, write_json
 
 
@@ -38,7 +39,7 @@ class CaptionTask(Task):
                         self.config.target_separator) for s in self._samples("train") for c in s.captions]
 
     def evaluate(self, model, out_dir: Path, batch_size: int, max_samples: int | None = None,
-                 quiet: bool = False) -> dict:
+                 quiet: bool = False, loading: Background = Background()) -> dict:
         samples = self._samples("eval")
         if max_samples:
             samples = samples[:max_samples]
@@ -49,7 +50,8 @@ class CaptionTask(Task):
                                   max_length=self.config.max_length)
 
         captions, bad = predict_all(f"eval {self.key}", samples, batch_size,
-                                    lambda chunk: model.load_batch([s.image_path for s in chunk]), caption, quiet)
+                                    lambda chunk: model.load_batch([s.image_path for s in chunk]), caption, quiet,
+                                    loading)
         results = [(s.image_id, c) for s, c in zip(samples, captions) if c is not None]
         out_dir.mkdir(parents=True, exist_ok=True)
         write_caption_results(out_dir / f"{self.key}_results.json", results)

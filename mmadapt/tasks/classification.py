@@ -28,6 +28,7 @@ from mmadapt.data.split import LabelSpace, ReadContext
 from mmadapt.errors import ConfigError, DataError
 from mmadapt.eval.classification_metric import classification_scores, regression_scores
 from mmadapt.registry import register
+from mmadapt.data.loader import Background
 from mmadapt.tasks.base import Task, predict_all, write_json
 
 
@@ -101,10 +102,11 @@ class ClassificationTask(Task):
 
     # ------------------------------------------------------------------------------------- evaluation
     @torch.no_grad()
-    def predict(self, model, sources: list[Any], batch_size: int, quiet: bool = True):
+    def predict(self, model, sources: list[Any], batch_size: int, quiet: bool = True,
+                loading: Background = Background()):
         """Outputs [n, n_outputs] (NaN rows for samples that could not be read) and [(index, error)]."""
         rows, errors = predict_all(f"eval {self.key}", sources, batch_size, model.load_batch,
-                                   lambda inputs, kept: model.predict(**inputs).float().cpu(), quiet)
+                                   lambda inputs, kept: model.predict(**inputs).float().cpu(), quiet, loading)
         outputs = torch.full((len(sources), model.config.head.n_outputs), float("nan"))
         for i, row in enumerate(rows):
             if row is not None:
@@ -112,10 +114,10 @@ class ClassificationTask(Task):
         return outputs, errors
 
     def evaluate(self, model, out_dir: Path, batch_size: int, max_samples: int | None = None,
-                 quiet: bool = False) -> dict:
+                 quiet: bool = False, loading: Background = Background()) -> dict:
         rows = self.records("eval")[:max_samples] if max_samples else self.records("eval")
         model.eval()
-        outputs, errors = self.predict(model, [s for s, _ in rows], batch_size, quiet)
+        outputs, errors = self.predict(model, [s for s, _ in rows], batch_size, quiet, loading)
         bad = {i for i, _ in errors}
         classes = list(model.config.head.classes or self.classes()) if not self.regression else []
         index = {c: i for i, c in enumerate(classes)}

@@ -18,6 +18,7 @@ import torch
 from mmadapt.data.split import LabelSpace, ReadContext
 from mmadapt.errors import ConfigError
 from mmadapt.registry import register
+from mmadapt.data.loader import Background
 from mmadapt.tasks.base import Task, predict_all, write_json
 
 #: The headline metric of each task kind, and whether lower is better.
@@ -68,7 +69,7 @@ class DenseTask(Task):
         return meters
 
     def evaluate(self, model, out_dir: Path, batch_size: int, max_samples: int | None = None,
-                 quiet: bool = False) -> dict:
+                 quiet: bool = False, loading: Background = Background()) -> dict:
         samples = self.samples("eval")
         samples = samples[:max_samples] if max_samples else samples
         model.eval()
@@ -81,7 +82,7 @@ class DenseTask(Task):
                 meter.update(preds[name].cpu(), inputs["targets"][name])
             return [True] * len(kept)
 
-        _, bad = predict_all(f"eval {self.key}", samples, batch_size, model.load_batch, update, quiet)
+        _, bad = predict_all(f"eval {self.key}", samples, batch_size, model.load_batch, update, quiet, loading)
         errors = [{"index": i, "id": samples[i].id, "error": msg} for i, msg in bad]
         scores = {name: _compute(meter, name) for name, meter in meters.items()}
         scores.update(n_samples=len(samples), n_errors=len(errors), baselines=self.baselines(out_dir, model.config.dense))

@@ -21,6 +21,7 @@ from mmadapt.data.formats.msrvtt_retrieval import Caption
 from mmadapt.errors import DataError
 from mmadapt.eval.retrieval_metric import chance_metrics, retrieval_metrics
 from mmadapt.registry import register
+from mmadapt.data.loader import Background
 from mmadapt.tasks.base import Task, batched, predict_all, write_json
 
 
@@ -50,11 +51,11 @@ class RetrievalTask(Task):
         return scores
 
     def evaluate(self, model, out_dir: Path, batch_size: int, max_samples: int | None = None,
-                 quiet: bool = False) -> dict:
+                 quiet: bool = False, loading: Background = Background()) -> dict:
         captions = self.captions("eval")[:max_samples] if max_samples else self.captions("eval")
         videos = list(dict.fromkeys(c.video_path for c in captions))  # unique, in order
         clips, bad = predict_all(f"load {self.key}", videos, batch_size, model.load_batch,
-                                 lambda inputs, kept: inputs["pixel_values"], quiet=True)
+                                 lambda inputs, kept: inputs["pixel_values"], quiet=True, loading=loading)
         errors = [{"video": str(videos[i]), "error": e} for i, e in bad]
         ok = [i for i, clip in enumerate(clips) if clip is not None]
         readable = {videos[i]: k for k, i in enumerate(ok)}

@@ -23,6 +23,7 @@ from mmadapt.data.split import LabelSpace
 from mmadapt.errors import ConfigError
 from mmadapt.eval.vqa_metric import score_vqa_files
 from mmadapt.registry import register
+from mmadapt.data.loader import Background
 from mmadapt.tasks.base import Task, TextTaskConfig, predict_all, write_json
 
 
@@ -90,7 +91,7 @@ class VQATask(Task):
         return space
 
     def evaluate(self, model, out_dir: Path, batch_size: int, max_samples: int | None = None,
-                 quiet: bool = False) -> dict:
+                 quiet: bool = False, loading: Background = Background()) -> dict:
         split = self.split("eval")
         questions, annotations = self._scoring_files(out_dir)
         if annotations is None:
@@ -107,7 +108,8 @@ class VQATask(Task):
                                   max_length=self.config.max_length, num_beams=self.config.num_beams)
 
         answers, bad = predict_all(f"eval {self.key}", samples, batch_size,
-                                   lambda chunk: model.load_batch([s.image_path for s in chunk]), answer, quiet)
+                                   lambda chunk: model.load_batch([s.image_path for s in chunk]), answer, quiet,
+                                   loading)
         results = [(s.question_id, a) for s, a in zip(samples, answers) if a is not None]
         out_dir.mkdir(parents=True, exist_ok=True)
         results_path = write_vqa_results(out_dir / f"{self.key}_results.json", results)

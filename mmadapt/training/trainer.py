@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from mmadapt.config import Config, TrainConfig
 from mmadapt.data.examples import draw_target
+from mmadapt.data.loader import Background, in_background
 from mmadapt.errors import ConfigError, TrainingError
 from mmadapt.schedule import cosine_with_warmup
 from mmadapt.training import checkpoint as ckpt
@@ -113,6 +114,19 @@ class NonFiniteGradients:
         return seen
 
 
+class MicroBatch:
+    """One job of the training data: ``(step, k)`` → this rank's ``k``-th micro-batch of ``step``, its targets
+    drawn (:func:`~mmadapt.data.examples.draw_target`) and collated by the assembly (``(inputs, errors)``)."""
+
+    def __init__(self, examples: list, order: GlobalBatchOrder, collate, seed: int):
+        self.examples, self.order, self.collate, self.seed = examples, order, collate, seed
+
+    def __call__(self, job: tuple[int, int]):
+        step, k = job
+        micro = self.order.micro_batches(step)[k]
+        return self.collate([draw_target(self.examples[i], self.seed, step, i) for i in micro])
+
+
 class Trainer:
     def __init__(self, model: torch.nn.Module, config: Config, examples: list, run_dir: str | Path,
                  quiet: bool = False):
@@ -180,12 +194,12 @@ class Trainer:
         self.module.train()
         t0 = time.perf_counter()
         nonfinite_run: list[int] = []  # the steps of the current run of non-finite steps
+        ga = self.train_cfg.grad_accum
+        batches = self._micro_batches(self.step, total)
         while self.step < total:
             losses, skipped, nonfinite = [], [], set()
-            micros = self.order.micro_batches(self.step)
-            for k, micro in enumerate(micros):
-                examples = [draw_target(self.examples[i], self.train_cfg.seed, self.step, i) for i in micro]
-                inputs, errors = self.module.collate_train(examples)
+            for k in range(ga):
+                inputs, errors = next(batches)
                 skipped.extend(errors)
                 if inputs is None:
                     raise RuntimeError(f"step {self.step}: every example of a micro-batch failed: {errors[:3]}")
@@ -196,7 +210,7 @@ class Trainer:
                 self.engine.backward(loss)
                 if self.grad_check.take():
                     nonfinite.add("gradient")
-                if k == len(micros) - 1:  # the optimizer steps now: skip it on every rank if any rank saw one
+                if k == ga - 1:  # the optimizer steps now: skip it on every rank if any rank saw one
                     skip = all_mean(float(bool(nonfinite))) > 0
                     self._base_optimizer().skip = skip
                     skipped_before = self.engine.skipped_steps
@@ -243,6 +257,16 @@ class Trainer:
         if self.train_cfg.zero_stage == 3:
             self._release_zero3()
         return records
+
+    def _micro_batches(self, start: int, total: int):
+        """The collated micro-batches of steps ``start`` … ``total - 1``, in order, read ahead by
+        ``train.num_workers`` DataLoader workers (0: here, between steps); see :mod:`mmadapt.data.loader`."""
+        cfg = self.train_cfg
+        jobs = [(step, k) for step in range(start, total) for k in range(cfg.grad_accum)]
+        how = Background(num_workers=cfg.num_workers, prefetch_factor=cfg.prefetch_factor,
+                         worker_threads=cfg.worker_threads, pin_memory=self.device.type == "cuda")
+        return in_background(jobs, MicroBatch(self.examples, self.order, self.module.collate_train, cfg.seed), how,
+                             seed=cfg.seed)
 
     def _release_zero3(self) -> None:
         """Hand the model back whole after ZeRO-3 training.
