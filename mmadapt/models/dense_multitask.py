@@ -56,10 +56,10 @@ class DenseMultiTask(Assembly):
             self._add_decoder(name, task)
         if adapter is not None:
             adapter.attach(encoder)
-        mean = torch.tensor(encoder.image_processor.image_mean, dtype=torch.float32).view(3, 1, 1)
-        std = torch.tensor(encoder.image_processor.image_std, dtype=torch.float32).view(3, 1, 1)
-        self.register_buffer("pixel_mean", mean, persistent=False)
-        self.register_buffer("pixel_std", std, persistent=False)
+        # plain CPU tensors, not buffers: the data side (pixels) runs in DataLoader workers, which must not touch
+        # the accelerator the model may live on
+        self.pixel_mean = torch.tensor(encoder.image_processor.image_mean, dtype=torch.float32).view(3, 1, 1)
+        self.pixel_std = torch.tensor(encoder.image_processor.image_std, dtype=torch.float32).view(3, 1, 1)
 
     # ------------------------------------------------------------------------------------ construction
     @classmethod
@@ -120,7 +120,7 @@ class DenseMultiTask(Assembly):
         self._add_decoder(name, task)
         if self.adapter is not None:
             self.adapter.add_task(name)
-        self.to(self.pixel_mean.device)
+        self.to(next(self.encoder.parameters()).device)
 
     def _metadata(self) -> dict:
         return {"peft_type": "DENSE_MULTITASK", "adapter_type": self.config.adapter.name if self.adapter else None,
@@ -154,7 +154,7 @@ class DenseMultiTask(Assembly):
         arrays = [np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR), dtype=np.float32) / 255.0
                   for im in images]
         x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
-        return (x - self.pixel_mean.cpu()) / self.pixel_std.cpu()
+        return (x - self.pixel_mean) / self.pixel_std
 
     def load_batch(self, samples: Sequence) -> tuple[list[int], dict | None, list[tuple[int, str]]]:
         """Read images and every task's labels at the input size; returns (indices that loaded,
