@@ -15,6 +15,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +28,7 @@ from mmadapt.config.build import task_kind
 from mmadapt.data.loader import Background
 from mmadapt.errors import ConfigError
 from mmadapt.models.base import Assembly, check_same_backbones
-from mmadapt.tasks.base import Task, merge_label_spaces
+from mmadapt.tasks.base import EvalRun, Shard, Task, flat_scores, merge_label_spaces
 from mmadapt.training.checkpoint import latest_checkpoint
 from mmadapt.training.data import mixture
 
@@ -79,9 +81,10 @@ def training_examples(config: Config, tasks: dict[str, Task] | None = None) -> l
 @dataclass
 class TrainResult:
     run_dir: Path
-    records: list[dict]
+    records: list[dict]  # one per step: loss, lr, ...
     model: Assembly
-    scores: dict[str, dict] = field(default_factory=dict)
+    scores: dict[str, dict] = field(default_factory=dict)  # evaluate_after's
+    evaluations: list[dict] = field(default_factory=list)  # train.eval_every's: {"step", "eval": flat scores, ...}
 
 
 def train(config: Config, *, model: Assembly | None = None, resume: bool = False,
@@ -102,25 +105,49 @@ def train(config: Config, *, model: Assembly | None = None, resume: bool = False
         report = attach_feature_cache(model, config)
         if not quiet:
             print(report)
-    trainer = Trainer(model, config, examples, config.output_dir, quiet=quiet)
+    during = dataclasses.replace(config, eval=dataclasses.replace(
+        config.eval, max_samples=config.train.eval_max_samples or config.eval.max_samples))
+
+    def evaluator(step: int) -> dict[str, float]:  # the live model, the trainer's own module
+        out = Path(config.output_dir) / "eval" / f"step-{step}"
+        return flat_scores(evaluate(trainer.module, during, tasks=tasks, out_dir=out, quiet=True))
+
+    trainer = Trainer(model, config, examples, config.output_dir, quiet=quiet,
+                      evaluator=evaluator if config.train.eval_every else None)
     records = trainer.train(resume=resume)
-    result = TrainResult(Path(config.output_dir), records, trainer.module)
-    if evaluate_after and trainer.world == 1:
+    result = TrainResult(Path(config.output_dir), records, trainer.module, evaluations=trainer.evaluations)
+    if evaluate_after:  # every rank: the evaluation is sharded over them
         result.scores = evaluate(trainer.module, config, tasks=tasks, quiet=quiet)
     return result
 
 
 def evaluate(model: Assembly, config: Config, *, tasks: dict[str, Task] | None = None,
              out_dir: str | Path | None = None, quiet: bool = False) -> dict[str, dict]:
-    """Score ``model`` on every task that has an ``eval`` dataset; files go to ``<output_dir>/eval``."""
+    """Score ``model`` on every task that has an ``eval`` dataset; files go to ``<output_dir>/eval``.
+
+    Under torchrun / the deepspeed launcher every process calls this: the eval batches are dealt out over the
+    ranks, rank 0 gathers the predictions, writes the result files once and scores them, and every rank
+    returns rank 0's scores — exactly what one process computes."""
     tasks = tasks or build_tasks(config)
     out = Path(out_dir) if out_dir is not None else Path(config.output_dir) / "eval"
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from mmadapt.training.distributed import init_distributed
+
+        init_distributed()
+    shard = Shard.current()
     model.eval()
     ev = config.eval
     loading = Background(num_workers=ev.num_workers, prefetch_factor=ev.prefetch_factor,
                          worker_threads=ev.worker_threads, pin_memory=torch.cuda.is_available())
+    run = EvalRun(ev.batch_size, ev.max_samples, quiet=quiet or not shard.main, loading=loading, shard=shard)
     scores = {}
     for key, task in tasks.items():
         if task.config.eval is not None:
-            scores[key] = task.evaluate(model, out, ev.batch_size, ev.max_samples, quiet=quiet, loading=loading)
+            scores[key] = task.evaluate(model, out, run)
+    if shard.world > 1:
+        import torch.distributed as dist
+
+        box = [scores]
+        dist.broadcast_object_list(box, src=0)
+        scores = box[0]
     return scores

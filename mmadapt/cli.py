@@ -115,9 +115,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             print(f"\n{_interrupted(args, Path(cfg.output_dir))}", file=sys.stderr)
             return 130
-        for task, scores in result.scores.items():
-            print(json.dumps({task: _headline(scores)}))
-        _report_eval_errors(result.scores, Path(cfg.output_dir) / "eval")
+        if _is_main_process():
+            for task, scores in result.scores.items():
+                print(json.dumps({task: _headline(scores)}))
+            _report_eval_errors(result.scores, Path(cfg.output_dir) / "eval")
         return 0
     if args.command == "eval":
         import mmadapt
@@ -126,9 +127,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         cfg = mmadapt.load_recipe(args.recipe, args.overrides)
         check_same_backbones(args.adapter, cfg.model, "--adapter")  # before any weights load
         model = Assembly.from_pretrained(args.adapter)  # the assembly named in its adapter_config.json
-        scores = mmadapt.evaluate(model, cfg, out_dir=args.out, quiet=args.quiet)
-        print(json.dumps({task: _headline(s) for task, s in scores.items()}))
-        _report_eval_errors(scores, Path(args.out) if args.out else Path(cfg.output_dir) / "eval")
+        scores = mmadapt.evaluate(model, cfg, out_dir=args.out, quiet=args.quiet)  # sharded under torchrun
+        if _is_main_process():
+            print(json.dumps({task: _headline(s) for task, s in scores.items()}))
+            _report_eval_errors(scores, Path(args.out) if args.out else Path(cfg.output_dir) / "eval")
         return 0
     if args.command == "cache-features":
         import mmadapt
@@ -214,6 +216,11 @@ def _interrupted(args: argparse.Namespace, run_dir: Path) -> str:
         return (f"interrupted: no checkpoint of {run_dir} is complete yet, so nothing to resume; start again with: "
                 f"{shlex.join(['mmadapt', 'train', args.recipe, *args.overrides])}")
     return f"interrupted: the last complete checkpoint is {latest}; resume with: {command}"
+
+
+def _is_main_process() -> bool:
+    """Rank 0 under torchrun / the deepspeed launcher (the one that prints), or a plain process."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _report_eval_errors(scores: dict[str, dict], out_dir: Path) -> None:

@@ -5,7 +5,8 @@ Run as one process (``python tests/dist_worker.py ...``) or under torchrun
 tiny model from ``--seed`` and trains ``--steps`` steps of global batch ``--batch-size`` with
 ``mmadapt.api.train``. Written under ``--out``:
 
-- ``losses-rank{R}.json``: ``{"world": W, "rank": R, "losses": [...]}`` (per-step global loss, every rank);
+- ``losses-rank{R}.json``: ``{"world": W, "rank": R, "losses": [...], "evaluations": [...]}`` (per-step global
+  loss and the ``--eval-every`` evaluations' records, every rank);
 - ``final/``: rank 0's ``result.model.save_pretrained`` after training (``adapter_model.safetensors``).
 
 The trainer's own checkpoints are under ``--out/run/checkpoints``. DeepSpeed ZeRO-3 with two CPU processes
@@ -34,6 +35,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=8, help="global batch")
     p.add_argument("--grad-accum", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-every", type=int, default=0, help="train.eval_every (VQA only, 6 questions)")
     p.add_argument("--persistence-threshold", type=int, default=None,
                    help="ZeRO-3 stage3_param_persistence_threshold (0: partition every parameter, even tiny ones)")
     return p.parse_args(argv)
@@ -50,7 +52,9 @@ def run(args: argparse.Namespace) -> list[float]:
     if args.persistence_threshold is not None:
         _force_partitioning(args.persistence_threshold)
     config = tiny_config(args.scenes, out / "run", max_steps=args.steps, batch_size=args.batch_size,
-                         grad_accum=args.grad_accum, zero_stage=args.zero_stage, seed=args.seed)
+                         grad_accum=args.grad_accum, zero_stage=args.zero_stage, seed=args.seed,
+                         eval_every=args.eval_every, eval_max_samples=6)
+    config.tasks["caption"].eval = None  # caption scoring starts Java
     model = make_model(config, seed=args.seed)
     result = train(config, model=model, quiet=True)
     import torch.distributed as dist
@@ -59,7 +63,8 @@ def run(args: argparse.Namespace) -> list[float]:
     losses = [r["loss"] for r in result.records]
     if rank == 0:
         result.model.save_pretrained(out / "final")
-    (out / f"losses-rank{rank}.json").write_text(json.dumps({"world": world, "rank": rank, "losses": losses}))
+    (out / f"losses-rank{rank}.json").write_text(json.dumps({"world": world, "rank": rank, "losses": losses,
+                                                             "evaluations": result.evaluations}))
     barrier()
     return losses
 

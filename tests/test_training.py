@@ -279,3 +279,16 @@ def test_two_processes_train_like_one(scenes_root, tmp_path, one_process, zero_s
         for k, v in ref_w.items():
             assert w[k].shape == v.shape, f"{source}: {k} has shape {tuple(w[k].shape)} (empty ZeRO-3 adapter?)"
             torch.testing.assert_close(w[k], v, rtol=1e-3, atol=1e-4, msg=lambda m, k=k: f"{source}: {k}: {m}")
+
+
+def test_evaluation_during_training_under_zero3_on_two_processes(scenes_root, tmp_path, one_process):
+    """``train.eval_every=2`` with ZeRO-3 partitioning every parameter over 2 ranks: the sharded evaluations
+    run on the live model without hanging, both ranks log the same scores, and training keeps the curve of one
+    process that never evaluated."""
+    _launch([*_worker_args(scenes_root, tmp_path, 3), "--persistence-threshold", "0", "--eval-every", "2"], nproc=2)
+    ref = json.loads((one_process / "losses-rank0.json").read_text())
+    got = [json.loads((tmp_path / f"losses-rank{r}.json").read_text()) for r in (0, 1)]
+    torch.testing.assert_close(got[0]["losses"], ref["losses"], rtol=0, atol=1e-4)
+    assert [e["step"] for e in got[0]["evaluations"]] == [2, 4]
+    assert [e["eval"] for e in got[0]["evaluations"]] == [e["eval"] for e in got[1]["evaluations"]]
+    assert all("vqa/overall" in e["eval"] for e in got[0]["evaluations"])

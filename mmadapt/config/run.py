@@ -57,6 +57,14 @@ class TrainConfig:
     autocast: Literal["none", "bf16"] = "none"
     gradient_checkpointing: bool = False
     compile: bool = False
+    # evaluation during training, on the live model: every `eval_every` steps (0: never), on the first
+    # `eval_max_samples` items of each eval split (None: eval.max_samples); the scores go to log.jsonl and
+    # eval/step-N/. `best_metric` (a key of those scores, e.g. vqa/overall) keeps the best adapter so far in
+    # best/ (higher is better with best_mode max, lower with min)
+    eval_every: int = 0
+    eval_max_samples: int | None = None
+    best_metric: str | None = None
+    best_mode: Literal["max", "min"] = "max"
     # a directory of precomputed frozen-encoder features (`mmadapt cache-features <recipe>`); training reads the
     # rows whose key (file content, encoder weights, preprocessing) matches and runs the encoder for the others
     feature_cache: str | None = None
@@ -80,6 +88,14 @@ class TrainConfig:
             bad = "weight_decay" if self.weight_decay < 0 else "clip_grad"
             raise ConfigError(f"{bad}: expected >= 0, got {getattr(self, bad)}")
         check_background(self)
+        if self.eval_every < 0:
+            raise ConfigError(f"eval_every: expected 0 (no evaluation during training) or a step count, got "
+                              f"{self.eval_every}")
+        if self.eval_max_samples is not None and self.eval_max_samples < 1:
+            raise ConfigError(f"eval_max_samples: expected a positive integer or null, got {self.eval_max_samples}")
+        if self.best_metric is not None and not self.eval_every:
+            raise ConfigError(f"best_metric: {self.best_metric!r} is read from the evaluations during training; "
+                              f"set train.eval_every too")
         if self.num_workers and self.feature_cache:
             raise ConfigError("num_workers: with train.feature_cache the features come from the cache and its misses "
                               "go through the frozen encoder, in the trainer's process; set num_workers: 0")

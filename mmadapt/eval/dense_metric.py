@@ -88,6 +88,10 @@ class SegmentationMeter:
         n = self.n_classes
         self.confusion += torch.bincount(target * n + pred, minlength=n * n).reshape(n, n)
 
+    def merge(self, other: "SegmentationMeter") -> None:
+        """Add another meter's updates (e.g. another rank's batches): the same as having seen them here."""
+        self.confusion += other.confusion
+
     def _check_range(self, values: torch.Tensor, what: str) -> None:
         if values.numel() and (values.min() < 0 or values.max() >= self.n_classes):
             bad = values[(values < 0) | (values >= self.n_classes)][0]
@@ -138,11 +142,13 @@ class SaliencyMeter:
 
     def reset(self) -> None:
         """Forget every update."""
-        n = self.thresholds.numel()
-        self._precision_sum = torch.zeros(n, dtype=torch.float64)
-        self._recall_sum = torch.zeros(n, dtype=torch.float64)
-        self._images = 0
+        self._rows: list[tuple[torch.Tensor, torch.Tensor]] = []  # (precision, recall) per scored image, in order
         self._iou = SegmentationMeter(2, ignore_index=self.ignore_index)
+
+    def merge(self, other: "SaliencyMeter") -> None:
+        """Add another meter's images after this one's: bit-identical to having updated this meter with them."""
+        self._rows.extend(other._rows)
+        self._iou.merge(other._iou)
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         """Add a batch of probability maps ``[B, H, W]`` and {0, 1} targets ``[B, H, W]``."""
@@ -177,16 +183,19 @@ class SaliencyMeter:
             actual = float(positive.sum())
             precision = torch.where(predicted > 0, tp / predicted.clamp(min=1), torch.ones_like(tp))
             recall = tp / actual if actual > 0 else torch.ones_like(tp)
-            self._precision_sum += precision
-            self._recall_sum += recall
-            self._images += 1
+            self._rows.append((precision, recall))
 
     def compute(self) -> dict[str, float]:
         """``{"maxF": %, "maxF_threshold": t, "mIoU": %}``."""
-        if self._images == 0:
+        if not self._rows:
             raise RuntimeError(f"{type(self).__name__}.compute: no scored image (no update, or every target "
                                f"pixel was ignore_index {self.ignore_index})")
-        precision, recall = self._precision_sum / self._images, self._recall_sum / self._images
+        n = self.thresholds.numel()
+        precision_sum, recall_sum = torch.zeros(n, dtype=torch.float64), torch.zeros(n, dtype=torch.float64)
+        for p, r in self._rows:  # summed image by image, in order
+            precision_sum += p
+            recall_sum += r
+        precision, recall = precision_sum / len(self._rows), recall_sum / len(self._rows)
         denominator = self.beta2 * precision + recall
         f = torch.where(denominator > 0, (1 + self.beta2) * precision * recall / denominator.clamp(min=1e-300),
                         torch.zeros_like(precision))
@@ -249,6 +258,15 @@ class NormalsMeter:
             self._within[i] += int((angle < limit).sum())
         bins = (angle * self._BINS_PER_DEGREE).long().clamp(0, len(self._hist) - 1)
         self._hist += torch.bincount(bins, minlength=len(self._hist))
+
+    def merge(self, other: "NormalsMeter") -> None:
+        """Add another meter's batches after this one's (each batch's sum was added once, so merging batch
+        meters in order adds the same floats in the same order as one meter updated batch by batch)."""
+        self._count += other._count
+        self._sum += other._sum
+        self._sum_sq += other._sum_sq
+        self._within = [a + b for a, b in zip(self._within, other._within)]
+        self._hist += other._hist
 
     def compute(self) -> dict[str, float]:
         """``{"mean", "median", "rmse"}`` (degrees), ``{"within_11.25", "within_22.5", "within_30"}`` (%)."""

@@ -31,25 +31,86 @@ def batched(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[i : i + size]
 
 
-def predict_all(desc: str, items: Sequence[Any], batch_size: int, load: Callable, predict: Callable,
-                quiet: bool = False, loading: Background = Background()) -> tuple[list[Any], list[tuple[int, str]]]:
-    """The evaluation loop: ``items`` in batches of ``batch_size``; ``load(chunk)`` → (indices that loaded,
-    inputs or None, [(index, error)]) (an assembly's ``load_batch``), run ahead by ``loading.num_workers``
-    DataLoader workers (:mod:`mmadapt.data.loader`; 0: here), ``predict(inputs, kept_items)`` → one
-    prediction per kept item, here. Returns the predictions aligned with ``items`` (``None`` for items that did
-    not load) and the [(index into items, error)] of those."""
-    outputs: list[Any] = [None] * len(items)
-    errors: list[tuple[int, str]] = []
-    chunks = list(batched(items, batch_size))
-    loaded = in_background(range(len(chunks)), lambda c: load([*chunks[c]]), loading)
-    offset = 0
-    for chunk, (kept, inputs, bad) in tqdm(zip(chunks, loaded), total=len(chunks), desc=desc, disable=quiet):
-        errors.extend((offset + i, msg) for i, msg in bad)
+@dataclass(frozen=True)
+class Shard:
+    """This process's part of a distributed evaluation: rank ``rank`` of ``world`` (the default: one process,
+    everything here). Items are dealt out by batch, round robin; rank 0 gathers every rank's predictions,
+    writes the result files and scores them, so the scores are exactly one process's."""
+
+    rank: int = 0
+    world: int = 1
+
+    @classmethod
+    def current(cls) -> "Shard":
+        """The running process group's rank and size (one process when there is none)."""
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return cls(dist.get_rank(), dist.get_world_size())
+        return cls()
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def mine(self, n: int) -> range:
+        """The indices of ``n`` batches (or rows) this rank computes."""
+        return range(self.rank, n, self.world)
+
+    def gather(self, local: dict[int, Any]) -> dict[int, Any]:
+        """``{index: value}`` of every rank, merged on rank 0 (the other ranks get ``{}``)."""
+        if self.world == 1:
+            return local
+        import torch.distributed as dist
+
+        parts: list[Any] | None = [None] * self.world if self.main else None
+        dist.gather_object(local, parts, dst=0)
+        return {k: v for part in parts for k, v in part.items()} if self.main else {}
+
+
+@dataclass(frozen=True)
+class EvalRun:
+    """How one evaluation runs: ``batch_size`` items a batch, the first ``max_samples`` of the eval split
+    (None: all), read by ``loading`` (background workers, :mod:`mmadapt.data.loader`), this process's
+    ``shard`` of the batches; ``quiet``: no progress bar."""
+
+    batch_size: int = 64
+    max_samples: int | None = None
+    quiet: bool = False
+    loading: Background = Background()
+    shard: Shard = Shard()
+
+    def first(self, items: Sequence[Any]) -> Sequence[Any]:
+        return items[: self.max_samples] if self.max_samples else items
+
+
+def predict_all(desc: str, items: Sequence[Any], load: Callable, predict: Callable,
+                run: EvalRun = EvalRun()) -> tuple[list[Any], list[tuple[int, str]]]:
+    """The evaluation loop: ``items`` in batches of ``run.batch_size``; ``load(chunk)`` → (indices that loaded,
+    inputs or None, [(index, error)]) (an assembly's ``load_batch``), run ahead by ``run.loading``'s workers
+    (0: here), ``predict(inputs, kept_items)`` → one prediction per kept item, here. Under a distributed
+    ``run.shard`` each rank does its own batches and rank 0 gathers them. Returns (on rank 0; the other ranks
+    get only their own, and stop there) the predictions aligned with ``items`` (``None`` for items that did
+    not load) and the [(index into items, error)] of those, in item order."""
+    chunks = list(batched(items, run.batch_size))
+    starts = [i * run.batch_size for i in range(len(chunks))]
+    mine = list(run.shard.mine(len(chunks)))
+    local: dict[int, Any] = {}
+    local_errors: dict[int, str] = {}
+    loaded = in_background(mine, lambda c: load([*chunks[c]]), run.loading)
+    for c, (kept, inputs, bad) in tqdm(zip(mine, loaded), total=len(mine), desc=desc, disable=run.quiet):
+        local_errors.update((starts[c] + i, msg) for i, msg in bad)
         if inputs is not None:
-            for i, out in zip(kept, predict(inputs, [chunk[i] for i in kept])):
-                outputs[offset + i] = out
-        offset += len(chunk)
-    return outputs, errors
+            for i, out in zip(kept, predict(inputs, [chunks[c][i] for i in kept])):
+                local[starts[c] + i] = out
+    gathered = run.shard.gather({run.shard.rank: (local, local_errors)})
+    outputs: list[Any] = [None] * len(items)
+    errors: dict[int, str] = {}
+    for part_outputs, part_errors in gathered.values():
+        for i, out in part_outputs.items():
+            outputs[i] = out
+        errors.update(part_errors)
+    return outputs, sorted(errors.items())
 
 
 @dataclass
@@ -112,14 +173,40 @@ class Task(abc.ABC):
         """The training split as examples (empty if the task has no ``train`` dataset)."""
 
     @abc.abstractmethod
-    def evaluate(self, model, out_dir: Path, batch_size: int, max_samples: int | None = None,
-                 quiet: bool = False, loading: Background = Background()) -> dict:
+    def evaluate(self, model, out_dir: Path, run: EvalRun = EvalRun()) -> dict:
         """Predict on the eval split, write results + ``<key>.json`` scores in ``out_dir``; return the scores.
-        ``loading``: how the eval batches are read (``eval.num_workers`` …)."""
+        Under a distributed ``run.shard`` every rank takes part and rank 0 alone writes and scores (the other
+        ranks return ``{}``)."""
 
     @abc.abstractmethod
     def baselines(self, out_dir: Path) -> dict[str, float]:
         """Scores of trivial predictors (constant answer / caption) on the eval split, for comparison."""
+
+
+#: per-sample tables in the scores, never a log line's business
+PER_SAMPLE_KEYS = ("perQuestion",)
+
+
+def flat_scores(scores: dict[str, dict], max_entries: int = 32) -> dict[str, float]:
+    """``{task: scores}`` → ``{"task/key": number, "task/key/sub": number}``: the numeric leaves up to three
+    levels down, leaving out per-sample tables (:data:`PER_SAMPLE_KEYS`) and any table of more than
+    ``max_entries`` entries — what a log line or ``train.best_metric`` names (e.g. ``vqa/overall``,
+    ``vqa/perAnswerType/yes/no``, ``caption/CIDEr``)."""
+    out: dict[str, float] = {}
+
+    def walk(prefix: str, value: Any, depth: int) -> None:
+        if isinstance(value, bool) or prefix.rsplit("/", 1)[-1] in PER_SAMPLE_KEYS:
+            return
+        if isinstance(value, (int, float)):
+            out[prefix] = value
+        elif isinstance(value, dict) and depth < 3 and len(value) <= max_entries:
+            for key, sub in value.items():
+                walk(f"{prefix}/{key}", sub, depth + 1)
+
+    for task, task_scores in scores.items():
+        for key, value in task_scores.items():
+            walk(f"{task}/{key}", value, 1)
+    return out
 
 
 def merge_label_spaces(tasks: dict[str, Task]) -> LabelSpace:

@@ -15,8 +15,7 @@ from mmadapt.data.examples import Example
 from mmadapt.data.formats.coco_captions import CaptionSample, write_caption_results
 from mmadapt.eval.caption_metric import caption_scores
 from mmadapt.registry import register
-from mmadapt.data.loader import Background
-from mmadapt.tasks.base import Task, TextTaskConfig, predict_all, write_json
+from mmadapt.tasks.base import EvalRun, Task, TextTaskConfig, predict_all, write_json
 
 
 @register("tasks", "caption")
@@ -38,20 +37,18 @@ class CaptionTask(Task):
         return [Example(str(s.image_path), self.prefix, c, self.config.prefix_loss_weight, self.key,
                         self.config.target_separator) for s in self._samples("train") for c in s.captions]
 
-    def evaluate(self, model, out_dir: Path, batch_size: int, max_samples: int | None = None,
-                 quiet: bool = False, loading: Background = Background()) -> dict:
-        samples = self._samples("eval")
-        if max_samples:
-            samples = samples[:max_samples]
+    def evaluate(self, model, out_dir: Path, run: EvalRun = EvalRun()) -> dict:
+        samples = run.first(self._samples("eval"))
 
         def caption(inputs, kept: list[CaptionSample]) -> list[str]:
             return model.generate(inputs["pixel_values"], [self.prefix] * len(kept),
                                   max_new_tokens=self.config.max_new_tokens, num_beams=self.config.num_beams,
                                   max_length=self.config.max_length)
 
-        captions, bad = predict_all(f"eval {self.key}", samples, batch_size,
-                                    lambda chunk: model.load_batch([s.image_path for s in chunk]), caption, quiet,
-                                    loading)
+        captions, bad = predict_all(f"eval {self.key}", samples,
+                                    lambda chunk: model.load_batch([s.image_path for s in chunk]), caption, run)
+        if not run.shard.main:
+            return {}
         results = [(s.image_id, c) for s, c in zip(samples, captions) if c is not None]
         out_dir.mkdir(parents=True, exist_ok=True)
         write_caption_results(out_dir / f"{self.key}_results.json", results)

@@ -28,8 +28,7 @@ from mmadapt.data.split import LabelSpace, ReadContext
 from mmadapt.errors import ConfigError, DataError
 from mmadapt.eval.classification_metric import classification_scores, regression_scores
 from mmadapt.registry import register
-from mmadapt.data.loader import Background
-from mmadapt.tasks.base import Task, predict_all, write_json
+from mmadapt.tasks.base import EvalRun, Task, predict_all, write_json
 
 
 @dataclass
@@ -102,22 +101,23 @@ class ClassificationTask(Task):
 
     # ------------------------------------------------------------------------------------- evaluation
     @torch.no_grad()
-    def predict(self, model, sources: list[Any], batch_size: int, quiet: bool = True,
-                loading: Background = Background()):
-        """Outputs [n, n_outputs] (NaN rows for samples that could not be read) and [(index, error)]."""
-        rows, errors = predict_all(f"eval {self.key}", sources, batch_size, model.load_batch,
-                                   lambda inputs, kept: model.predict(**inputs).float().cpu(), quiet, loading)
+    def predict(self, model, sources: list[Any], run: EvalRun = EvalRun(quiet=True)):
+        """Outputs [n, n_outputs] (NaN rows for samples that could not be read) and [(index, error)] (on rank 0
+        of a distributed ``run``; the other ranks get theirs only)."""
+        rows, errors = predict_all(f"eval {self.key}", sources, model.load_batch,
+                                   lambda inputs, kept: model.predict(**inputs).float().cpu(), run)
         outputs = torch.full((len(sources), model.config.head.n_outputs), float("nan"))
         for i, row in enumerate(rows):
             if row is not None:
                 outputs[i] = row
         return outputs, errors
 
-    def evaluate(self, model, out_dir: Path, batch_size: int, max_samples: int | None = None,
-                 quiet: bool = False, loading: Background = Background()) -> dict:
-        rows = self.records("eval")[:max_samples] if max_samples else self.records("eval")
+    def evaluate(self, model, out_dir: Path, run: EvalRun = EvalRun()) -> dict:
+        rows = run.first(self.records("eval"))
         model.eval()
-        outputs, errors = self.predict(model, [s for s, _ in rows], batch_size, quiet, loading)
+        outputs, errors = self.predict(model, [s for s, _ in rows], run)
+        if not run.shard.main:
+            return {}
         bad = {i for i, _ in errors}
         classes = list(model.config.head.classes or self.classes()) if not self.regression else []
         index = {c: i for i, c in enumerate(classes)}

@@ -18,8 +18,7 @@ import torch
 from mmadapt.data.split import LabelSpace, ReadContext
 from mmadapt.errors import ConfigError
 from mmadapt.registry import register
-from mmadapt.data.loader import Background
-from mmadapt.tasks.base import Task, predict_all, write_json
+from mmadapt.tasks.base import EvalRun, Task, predict_all, write_json
 
 #: The headline metric of each task kind, and whether lower is better.
 HEADLINE = {"segmentation": ("mIoU", False), "saliency": ("maxF", False), "normals": ("mean", True)}
@@ -68,21 +67,27 @@ class DenseTask(Task):
                 meters[name] = NormalsMeter()
         return meters
 
-    def evaluate(self, model, out_dir: Path, batch_size: int, max_samples: int | None = None,
-                 quiet: bool = False, loading: Background = Background()) -> dict:
-        samples = self.samples("eval")
-        samples = samples[:max_samples] if max_samples else samples
+    def evaluate(self, model, out_dir: Path, run: EvalRun = EvalRun()) -> dict:
+        samples = run.first(self.samples("eval"))
         model.eval()
-        meters = self._meters(model.config.dense)
 
         @torch.no_grad()
-        def update(inputs, kept: list) -> list[bool]:
+        def update(inputs, kept: list) -> list:
+            """One batch's meters (summed on rank 0 in batch order, so any sharding gives the same totals)."""
             preds = model.predict(inputs["pixel_values"])
+            meters = self._meters(model.config.dense)
             for name, meter in meters.items():
                 meter.update(preds[name].cpu(), inputs["targets"][name])
-            return [True] * len(kept)
+            return [meters] + [None] * (len(kept) - 1)
 
-        _, bad = predict_all(f"eval {self.key}", samples, batch_size, model.load_batch, update, quiet, loading)
+        per_batch, bad = predict_all(f"eval {self.key}", samples, model.load_batch, update, run)
+        if not run.shard.main:
+            return {}
+        meters = self._meters(model.config.dense)
+        for batch_meters in per_batch:
+            if batch_meters is not None:
+                for name, meter in meters.items():
+                    meter.merge(batch_meters[name])
         errors = [{"index": i, "id": samples[i].id, "error": msg} for i, msg in bad]
         scores = {name: _compute(meter, name) for name, meter in meters.items()}
         scores.update(n_samples=len(samples), n_errors=len(errors), baselines=self.baselines(out_dir, model.config.dense))

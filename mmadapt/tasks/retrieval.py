@@ -21,8 +21,7 @@ from mmadapt.data.formats.msrvtt_retrieval import Caption
 from mmadapt.errors import DataError
 from mmadapt.eval.retrieval_metric import chance_metrics, retrieval_metrics
 from mmadapt.registry import register
-from mmadapt.data.loader import Background
-from mmadapt.tasks.base import Task, batched, predict_all, write_json
+from mmadapt.tasks.base import EvalRun, Task, batched, predict_all, write_json
 
 
 @register("tasks", "retrieval")
@@ -40,22 +39,28 @@ class RetrievalTask(Task):
         return [MatchExample(str(c.video_path), c.sentence, self.key) for c in self.captions("train")]
 
     @torch.no_grad()
-    def score_matrix(self, model, clips: torch.Tensor, texts: list[str], batch_size: int,
-                     quiet: bool = True) -> torch.Tensor:
-        """``clips`` [n_videos, T, 3, S, S], ``texts`` → pair scores [n_texts, n_videos]."""
-        scores = torch.empty(len(texts), clips.shape[0])
-        for i, text in enumerate(tqdm(texts, desc=f"eval {self.key}", disable=quiet)):
-            for chunk in batched(range(clips.shape[0]), batch_size):
+    def score_matrix(self, model, clips: torch.Tensor, texts: list[str], run: EvalRun = EvalRun(quiet=True)
+                     ) -> torch.Tensor:
+        """``clips`` [n_videos, T, 3, S, S], ``texts`` → pair scores [n_texts, n_videos] (on rank 0 of a distributed
+        ``run``: each rank scores its own texts' rows against every clip)."""
+        rows: dict[int, torch.Tensor] = {}
+        mine = list(run.shard.mine(len(texts)))
+        for i in tqdm(mine, desc=f"eval {self.key}", disable=run.quiet):
+            row = torch.empty(clips.shape[0])
+            for chunk in batched(range(clips.shape[0]), run.batch_size):
                 idx = list(chunk)
-                scores[i, idx] = model.match_logits(clips[idx], [text] * len(idx)).float().cpu()
-        return scores
+                row[idx] = model.match_logits(clips[idx], [texts[i]] * len(idx)).float().cpu()
+            rows[i] = row
+        rows = run.shard.gather(rows)
+        return torch.stack([rows[i] for i in range(len(texts))]) if rows else torch.empty(0, clips.shape[0])
 
-    def evaluate(self, model, out_dir: Path, batch_size: int, max_samples: int | None = None,
-                 quiet: bool = False, loading: Background = Background()) -> dict:
-        captions = self.captions("eval")[:max_samples] if max_samples else self.captions("eval")
+    def evaluate(self, model, out_dir: Path, run: EvalRun = EvalRun()) -> dict:
+        captions = run.first(self.captions("eval"))
         videos = list(dict.fromkeys(c.video_path for c in captions))  # unique, in order
-        clips, bad = predict_all(f"load {self.key}", videos, batch_size, model.load_batch,
-                                 lambda inputs, kept: inputs["pixel_values"], quiet=True, loading=loading)
+        # every rank reads every clip (its texts are scored against all of them), so the loading is not sharded
+        local = EvalRun(run.batch_size, quiet=True, loading=run.loading)
+        clips, bad = predict_all(f"load {self.key}", videos, model.load_batch,
+                                 lambda inputs, kept: inputs["pixel_values"], local)
         errors = [{"video": str(videos[i]), "error": e} for i, e in bad]
         ok = [i for i, clip in enumerate(clips) if clip is not None]
         readable = {videos[i]: k for k, i in enumerate(ok)}
@@ -64,7 +69,9 @@ class RetrievalTask(Task):
             raise DataError(f"tasks.{self.key}.eval: no readable clip ({len(errors)} failed; first: "
                             f"{errors[0]['error'] if errors else 'none'})")
         pixels = torch.stack([clips[i] for i in ok])
-        scores = self.score_matrix(model, pixels, [c.sentence for c in kept], batch_size, quiet)
+        scores = self.score_matrix(model, pixels, [c.sentence for c in kept], run)
+        if not run.shard.main:
+            return {}
         metrics = retrieval_metrics(scores, [readable[c.video_path] for c in kept])
         metrics["chance"] = chance_metrics(len(ok))
         metrics["skipped_captions"] = len(captions) - len(kept)

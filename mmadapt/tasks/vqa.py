@@ -23,8 +23,7 @@ from mmadapt.data.split import LabelSpace
 from mmadapt.errors import ConfigError
 from mmadapt.eval.vqa_metric import score_vqa_files
 from mmadapt.registry import register
-from mmadapt.data.loader import Background
-from mmadapt.tasks.base import Task, TextTaskConfig, predict_all, write_json
+from mmadapt.tasks.base import EvalRun, Task, TextTaskConfig, predict_all, write_json
 
 
 @dataclass
@@ -90,13 +89,11 @@ class VQATask(Task):
             space.answers = self.candidates()
         return space
 
-    def evaluate(self, model, out_dir: Path, batch_size: int, max_samples: int | None = None,
-                 quiet: bool = False, loading: Background = Background()) -> dict:
+    def evaluate(self, model, out_dir: Path, run: EvalRun = EvalRun()) -> dict:
         split = self.split("eval")
-        questions, annotations = self._scoring_files(out_dir)
-        if annotations is None:
+        if split.questions is not None and split.annotations is None:
             raise ConfigError(f"tasks.{self.key}.eval.annotations: needed to score VQA")
-        samples = split.samples[:max_samples] if max_samples else split.samples
+        samples = run.first(split.samples)
         cands = self.candidates() if self.config.answer_mode == "rank" else None
 
         def answer(inputs, kept: list[VQASample]) -> list[str]:
@@ -107,15 +104,17 @@ class VQATask(Task):
             return model.generate(inputs["pixel_values"], prefixes, max_new_tokens=self.config.max_new_tokens,
                                   max_length=self.config.max_length, num_beams=self.config.num_beams)
 
-        answers, bad = predict_all(f"eval {self.key}", samples, batch_size,
-                                   lambda chunk: model.load_batch([s.image_path for s in chunk]), answer, quiet,
-                                   loading)
+        answers, bad = predict_all(f"eval {self.key}", samples,
+                                   lambda chunk: model.load_batch([s.image_path for s in chunk]), answer, run)
+        if not run.shard.main:
+            return {}
+        questions, annotations = self._scoring_files(out_dir)
         results = [(s.question_id, a) for s, a in zip(samples, answers) if a is not None]
         out_dir.mkdir(parents=True, exist_ok=True)
         results_path = write_vqa_results(out_dir / f"{self.key}_results.json", results)
         # questions that were never answered (bad images) score 0 — unless the run was limited on purpose
         scores = score_vqa_files(questions, annotations, results_path,
-                                 missing="skip" if max_samples or split.limited else "zero")
+                                 missing="skip" if run.max_samples or split.limited else "zero")
         scores["n_errors"] = len(bad)
         write_json(out_dir / f"{self.key}.json", scores)
         if bad:

@@ -14,6 +14,12 @@ checkpoint intervals count, so a resume finds its place in the data) are consume
 (``"nonfinite"`` in ``log.jsonl``); ``train.max_nonfinite_steps`` such steps in a row stop the run with a
 :class:`~mmadapt.errors.TrainingError`. Fast paths (``train.autocast``, ``train.gradient_checkpointing``,
 ``train.compile``) are applied by :func:`mmadapt.training.fast_paths.apply_fast_paths`.
+
+Data: ``train.num_workers`` DataLoader workers read the micro-batches ahead (:mod:`mmadapt.data.loader`).
+Evaluation during training: every ``train.eval_every`` steps the ``evaluator`` the caller passes scores the
+live model (on every rank: the evaluation is sharded); the scores go to ``log.jsonl`` as ``{"step", "eval"}``
+records and, with ``train.best_metric``, the best adapter so far is kept in ``best/`` (``best.json`` says
+which step and value).
 """
 
 from __future__ import annotations
@@ -21,8 +27,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import pickle
+import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -129,13 +137,17 @@ class MicroBatch:
 
 class Trainer:
     def __init__(self, model: torch.nn.Module, config: Config, examples: list, run_dir: str | Path,
-                 quiet: bool = False):
+                 quiet: bool = False, evaluator: Callable[[int], dict[str, float]] | None = None):
         self.config = config
         self.train_cfg = config.train
         self.model = model
         self.examples = examples
         self.run_dir = Path(run_dir)
         self.quiet = quiet
+        # ``evaluator(step)`` → flat scores of the live model (every rank calls it; see train.eval_every)
+        self.evaluator = evaluator
+        self.evaluations: list[dict] = []  # the records of those evaluations (also in log.jsonl)
+        self.best: dict | None = None  # {"step", "metric", "value"} of the adapter in best/
         if not examples:
             raise ConfigError("tasks: no training examples (does any task have a `train` dataset?)")
         self.rank, self.world = init_distributed()
@@ -248,6 +260,8 @@ class Trainer:
                 )
             if (self.train_cfg.save_every and self.step % self.train_cfg.save_every == 0) or self.step == total:
                 self.save_checkpoint()
+            if self.evaluator is not None and self.train_cfg.eval_every and self.step % self.train_cfg.eval_every == 0:
+                self.evaluations.append(self._evaluate_now(t0))
         bar.close()
         skipped_all = [e for r in records for e in r.get("skipped", [])]
         if skipped_all and self.rank == 0:
@@ -257,6 +271,54 @@ class Trainer:
         if self.train_cfg.zero_stage == 3:
             self._release_zero3()
         return records
+
+    def _evaluate_now(self, t0: float) -> dict:
+        """Evaluate the live model (no copy of it), log the scores, keep the best adapter by ``best_metric``."""
+        cfg = self.train_cfg
+        started = time.perf_counter()
+        if cfg.zero_stage == 3:  # every parameter whole while evaluating: the ranks run different batches
+            import deepspeed
+
+            with deepspeed.zero.GatheredParameters(list(self.module.parameters()), modifier_rank=None):
+                scores = self.evaluator(self.step)
+        else:
+            scores = self.evaluator(self.step)
+        self.module.train()
+        record = {"step": self.step, "eval": scores, "eval_seconds": round(time.perf_counter() - started, 3),
+                  "time": round(time.perf_counter() - t0, 3)}
+        if cfg.best_metric is not None:
+            if cfg.best_metric not in scores:
+                raise ConfigError(f"train.best_metric: {cfg.best_metric!r} is not among the scores of the evaluation "
+                                  f"at step {self.step}: {', '.join(sorted(scores))}")
+            value = scores[cfg.best_metric]
+            better = self.best is None or (value > self.best["value"] if cfg.best_mode == "max"
+                                           else value < self.best["value"])
+            if better:
+                self.best = {"step": self.step, "metric": cfg.best_metric, "value": value}
+                self._save_best()
+            record["best"] = dict(self.best)
+        if self.rank == 0:
+            with open(self.run_dir / "log.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+        return record
+
+    def _save_best(self) -> None:
+        """The adapter as it is now into ``best/`` (written aside, then swapped in), with ``best.json``."""
+        state = self.adapter_state_dict()  # collective under ZeRO-3
+        if self.rank == 0:
+            best, tmp = self.run_dir / "best", self.run_dir / ".tmp-best"
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            self.module.save_pretrained(tmp, state_dict=state)
+            ckpt.write_json(tmp / "best.json", self.best)
+            if best.exists():
+                old = self.run_dir / ".old-best"
+                best.replace(old)
+                tmp.replace(best)
+                shutil.rmtree(old)
+            else:
+                tmp.replace(best)
+        barrier()
 
     def _micro_batches(self, start: int, total: int):
         """The collated micro-batches of steps ``start`` … ``total - 1``, in order, read ahead by
@@ -352,6 +414,9 @@ class Trainer:
                 trained.load_state_dict(adapter_state)
         else:
             trained.load_state_dict(adapter_state)
+        best = self.run_dir / "best" / "best.json"
+        if best.is_file():  # the best adapter so far stays the one to beat
+            self.best = json.loads(best.read_text())
         rng = load_file(str(latest / "rng_state.safetensors"))
         torch.set_rng_state(rng["torch"])
         self.step = int(state["step"])
