@@ -1,6 +1,6 @@
 """Every performance benchmark in one run: a table of the targets, and one JSON with all the figures.
 
-    python -m benchmarks [--only cache,fast,generation,zero,peers,loading] [--quick] [--out runs/bench/results.json]
+    python -m benchmarks [--only cache,fast,generation,zero,peers,loading,disteval] [--quick] [--out runs/bench/results.json]
 
 Each benchmark runs as its own subprocess (``python benchmarks/<script>.py ... --json <tmp>``) so that peak
 memories and thread settings never mix; this entry point collects their JSON and checks each figure against
@@ -17,6 +17,8 @@ its target (issue 7):
 | peers      | peers.py            | eP-ALM vs prompt tuning vs LoRA vs LLaVA projector (a table)   | —      |
 | loading    | data_loading.py     | eP-ALM step on JPEG files with DataLoader workers ÷ the same   | ≤ 1.1× |
 |            |                     | batches pre-decoded in memory (issue 19)                       |        |
+| disteval   | distributed_eval.py | VQA eval throughput, 2 processes ÷ 1 (1 thread each), same     | ≥ 1.7× |
+|            |                     | scores                                                         |        |
 
 ``--quick`` runs each at smoke-test sizes (minutes, figures not meaningful). The CPU is often shared: the
 table prints the load average before and after; quote medians and ratios, not absolute times.
@@ -91,6 +93,13 @@ def _loading_checks(r: dict) -> list:
             ("  same losses in the three runs", float(r["same_losses"]), "1", r["same_losses"])]
 
 
+def _disteval_checks(r: dict) -> list:
+    ratio = r["speedup_vs_1_thread"]
+    return [("eval throughput, 2 processes / 1 (1 thread each)", ratio, "≥ 1.7×", ratio >= 1.7),
+            ("  same, against 1 process on both cores", r["speedup_vs_2_threads"], "—", True),
+            ("  same scores", float(r["same_scores"]), "1", r["same_scores"])]
+
+
 def _peers_checks(r: dict) -> list:
     return [(f"peers: {m['name']} accuracy", m["accuracy"], "—", True) for m in r["methods"]]
 
@@ -104,6 +113,7 @@ BENCHES: dict[str, Bench] = {
     "zero": Bench("zero_memory.py", [], ["--quick"], _zero_checks),
     "peers": Bench("peers.py", [], ["--quick"], _peers_checks),
     "loading": Bench("data_loading.py", [], ["--images", "6", "--steps", "3", "--batch", "2"], _loading_checks),
+    "disteval": Bench("distributed_eval.py", [], ["--images", "4", "--questions", "16"], _disteval_checks),
 }
 
 
