@@ -35,6 +35,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=8, help="global batch")
     p.add_argument("--grad-accum", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mixed", action="store_true",
+                   help="All-in-One on video QA + retrieval (two heads; a rank's micro-batch may hold one task only)")
     p.add_argument("--eval-every", type=int, default=0, help="train.eval_every (VQA only, 6 questions)")
     p.add_argument("--persistence-threshold", type=int, default=None,
                    help="ZeRO-3 stage3_param_persistence_threshold (0: partition every parameter, even tiny ones)")
@@ -51,11 +53,15 @@ def run(args: argparse.Namespace) -> list[float]:
     out = Path(args.out)
     if args.persistence_threshold is not None:
         _force_partitioning(args.persistence_threshold)
-    config = tiny_config(args.scenes, out / "run", max_steps=args.steps, batch_size=args.batch_size,
-                         grad_accum=args.grad_accum, zero_stage=args.zero_stage, seed=args.seed,
-                         eval_every=args.eval_every, eval_max_samples=6)
-    config.tasks["caption"].eval = None  # caption scoring starts Java
-    model = make_model(config, seed=args.seed)
+    if args.mixed:
+        config = mixed_config(Path(args.scenes) / "video_text", out / "run", args)
+        model = None  # built by train() from the config (every rank: the same seed)
+    else:
+        config = tiny_config(args.scenes, out / "run", max_steps=args.steps, batch_size=args.batch_size,
+                             grad_accum=args.grad_accum, zero_stage=args.zero_stage, seed=args.seed,
+                             eval_every=args.eval_every, eval_max_samples=6)
+        config.tasks["caption"].eval = None  # caption scoring starts Java
+        model = make_model(config, seed=args.seed)
     result = train(config, model=model, quiet=True)
     import torch.distributed as dist
 
@@ -63,10 +69,42 @@ def run(args: argparse.Namespace) -> list[float]:
     losses = [r["loss"] for r in result.records]
     if rank == 0:
         result.model.save_pretrained(out / "final")
-    (out / f"losses-rank{rank}.json").write_text(json.dumps({"world": world, "rank": rank, "losses": losses,
-                                                             "evaluations": result.evaluations}))
+    record = {"world": world, "rank": rank, "losses": losses, "evaluations": result.evaluations}
+    if args.mixed:
+        record["tasks"] = _tasks_seen(config, rank, world)
+    (out / f"losses-rank{rank}.json").write_text(json.dumps(record))
     barrier()
     return losses
+
+
+def mixed_config(root: Path, out: Path, args: argparse.Namespace):
+    """All-in-One (token rolling) on the zoo ViT with two tasks of different heads, video QA (an answer
+    classifier) and retrieval (a matching head), mixed into one example list."""
+    from mmadapt.config import Config
+
+    data = lambda split, n: {"format": "synthetic_video_text", "root": str(root), "split": split,  # noqa: E731
+                             "n_samples": n, "seed": 0}
+    return Config.from_dict({
+        "model": {"assembly": "all_in_one", "encoder": {"name": "zoo:tiny-vit", "kind": "hf_vit"},
+                  "adapter": {"name": "token_rolling"}, "video_text": {"n_frames": 4, "max_text_len": 16}},
+        "tasks": {"vqa": {"train": data("train", 8), "prompt": "{question}"},
+                  "retrieval": {"train": data("train", 8)}},
+        "train": {"max_steps": args.steps, "batch_size": args.batch_size, "lr": 1e-2, "warmup_steps": 0,
+                  "log_every": 1, "zero_stage": args.zero_stage, "seed": args.seed, "grad_accum": args.grad_accum},
+        "output_dir": str(out)})
+
+
+def _tasks_seen(config, rank: int, world: int) -> list[list[str]]:
+    """The example types (``Example``: video QA, ``MatchExample``: retrieval) of this rank's micro-batches at
+    each step, from the trainer's own batch order."""
+    from mmadapt.api import training_examples
+    from mmadapt.training.data import GlobalBatchOrder
+
+    examples = training_examples(config)
+    t = config.train
+    order = GlobalBatchOrder(len(examples), t.batch_size, world, rank, t.grad_accum, t.seed)
+    return [sorted({type(examples[i]).__name__ for mb in order.micro_batches(s) for i in mb})
+            for s in range(t.max_steps)]
 
 
 def _force_partitioning(threshold: int) -> None:

@@ -369,22 +369,26 @@ class AllInOne(Assembly):
         """The mean over the batch's task kinds of their losses: answer / classify cross-entropy, retrieval
         by ``video_text.retrieval`` (:meth:`rank_loss` or :meth:`match_bce_loss`)."""
         labels = labels.to(self.device)
-        losses = []
+        losses, zero = [], torch.zeros((), device=self.device)
         for kind in ("answer", "classify", "match"):
             rows = [i for i, k in enumerate(kinds) if k == kind]
-            if not rows:
-                continue
-            pixels = pixel_values[rows]
-            if kind == "classify":
-                losses.append(F.cross_entropy(self.predict(pixels).float(), labels[rows].long()))
-            elif kind == "answer":
-                logits = self.answer_logits(pixels, [texts[i] for i in rows])
-                losses.append(F.cross_entropy(logits.float(), labels[rows].long()))
-            elif self.config.video_text.retrieval == "rank":
-                losses.append(self.rank_loss(pixels, [texts[i] for i in rows]))
-            else:
-                losses.append(self.match_bce_loss(pixels, [texts[i] for i in rows]))
-        return torch.stack(losses).mean()
+            if rows:
+                losses.append(self._kind_loss(kind, pixel_values[rows], [texts[i] for i in rows], labels[rows]))
+            elif self.every_branch_each_step and kind in self.trained["heads"]:
+                # this rank's batch has no example of this kind but its peers' may: take the same path on the first
+                # example with weight 0 (the loss and every gradient unchanged), leaving the RNG as it was
+                with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+                    zero = zero + 0.0 * self._kind_loss(kind, pixel_values[:1], texts[:1], torch.zeros_like(labels[:1]))
+        return torch.stack(losses).mean() + zero
+
+    def _kind_loss(self, kind: str, pixels: torch.Tensor, texts: list[str], labels: torch.Tensor) -> torch.Tensor:
+        if kind == "classify":
+            return F.cross_entropy(self.predict(pixels).float(), labels.long())
+        if kind == "answer":
+            return F.cross_entropy(self.answer_logits(pixels, texts).float(), labels.long())
+        if self.config.video_text.retrieval == "rank":
+            return self.rank_loss(pixels, texts)
+        return self.match_bce_loss(pixels, texts)
 
     def rank_loss(self, pixel_values: torch.Tensor, texts: list[str]) -> torch.Tensor:
         """The authors' retrieval loss: clip ``j`` is scored with its own text and ``K`` others, the texts of

@@ -74,6 +74,11 @@ class Assembly(nn.Module, abc.ABC):
     ``from_config`` and :meth:`_metadata`."""
 
     config: ModelConfig
+    #: set by the trainer under ZeRO-3 with several ranks, where entering a module gathers its partitioned
+    #: parameters (a collective): ``forward`` must then enter the same modules in the same order on every rank
+    #: whatever its micro-batch holds (an assembly whose path depends on the batch's tasks takes the missing
+    #: paths with weight 0)
+    every_branch_each_step: bool = False
 
     @property
     @abc.abstractmethod

@@ -154,6 +154,7 @@ class Trainer:
         self.device = device_for_rank()
         torch.manual_seed(self.train_cfg.seed)
         apply_fast_paths(model, self.train_cfg)
+        model.every_branch_each_step = self.train_cfg.zero_stage == 3 and self.world > 1
         self.engine = self._build_engine()
         self.grad_check = NonFiniteGradients([p for p in model.parameters() if p.requires_grad])
         self.order = GlobalBatchOrder(len(examples), self.train_cfg.batch_size, self.world, self.rank,
