@@ -37,6 +37,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mixed", action="store_true",
                    help="All-in-One on video QA + retrieval (two heads; a rank's micro-batch may hold one task only)")
+    p.add_argument("--save-every", type=int, default=0, help="train.save_every")
+    p.add_argument("--keep-checkpoints", type=int, default=2, help="train.keep_checkpoints")
+    p.add_argument("--resume", action="store_true", help="continue the latest checkpoint under --out/run")
     p.add_argument("--eval-every", type=int, default=0, help="train.eval_every (VQA only, 6 questions)")
     p.add_argument("--persistence-threshold", type=int, default=None,
                    help="ZeRO-3 stage3_param_persistence_threshold (0: partition every parameter, even tiny ones)")
@@ -59,17 +62,19 @@ def run(args: argparse.Namespace) -> list[float]:
     else:
         config = tiny_config(args.scenes, out / "run", max_steps=args.steps, batch_size=args.batch_size,
                              grad_accum=args.grad_accum, zero_stage=args.zero_stage, seed=args.seed,
-                             eval_every=args.eval_every, eval_max_samples=6)
+                             eval_every=args.eval_every, eval_max_samples=6, save_every=args.save_every,
+                             keep_checkpoints=args.keep_checkpoints)
         config.tasks["caption"].eval = None  # caption scoring starts Java
         model = make_model(config, seed=args.seed)
-    result = train(config, model=model, quiet=True)
+    result = train(config, model=model, resume=args.resume, quiet=True)
     import torch.distributed as dist
 
     rank, world = dist.get_rank(), dist.get_world_size()
     losses = [r["loss"] for r in result.records]
     if rank == 0:
         result.model.save_pretrained(out / "final")
-    record = {"world": world, "rank": rank, "losses": losses, "evaluations": result.evaluations}
+    record = {"world": world, "rank": rank, "losses": losses, "steps": [r["step"] for r in result.records],
+              "evaluations": result.evaluations}
     if args.mixed:
         record["tasks"] = _tasks_seen(config, rank, world)
     (out / f"losses-rank{rank}.json").write_text(json.dumps(record))

@@ -6,6 +6,8 @@ Layout of a run directory::
     checkpoints/step-N/adapter_model.safetensors
     checkpoints/step-N/trainer_state.json           step, RNG states, scheduler
     checkpoints/step-N/deepspeed/...                optimizer state (DeepSpeed's own format, per rank)
+    checkpoints/.universal-step-N/deepspeed/...     step-N as DeepSpeed's universal checkpoint, made when a
+                                                    run resumes it on another number of ranks (ZeRO 1–3)
 
 Every checkpoint is written under ``checkpoints/.tmp-step-N`` and renamed to ``step-N`` only when complete,
 so ``latest_checkpoint`` never returns a half-written one. Old checkpoints beyond ``keep`` are removed
@@ -14,6 +16,7 @@ after the new one is in place.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -60,6 +63,9 @@ def finalize(run_dir: Path, step: int, keep: int) -> Path:
             shutil.rmtree(old, ignore_errors=True)
     for stale in [*final.parent.glob(".tmp-step-*"), *final.parent.glob(".old-step-*")]:  # left by a killed run
         shutil.rmtree(stale, ignore_errors=True)
+    for universal in final.parent.glob(".universal-step-*"):  # conversions of checkpoints pruned above
+        if not (final.parent / universal.name.removeprefix(".universal-")).is_dir():
+            shutil.rmtree(universal, ignore_errors=True)
     return final
 
 
@@ -77,6 +83,47 @@ def _deepspeed_state_classes() -> list:
     from deepspeed.utils.tensor_fragment import fragment_address
 
     return [LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address]
+
+
+@contextlib.contextmanager
+def weights_only_loads():
+    """Within the block every ``torch.load`` unpickles weights only (tensors, containers and the DeepSpeed
+    state classes above), whatever its caller asks: DeepSpeed's universal-checkpoint converter and its ZeRO-3
+    universal loader call ``torch.load(weights_only=False)`` themselves, past the checkpoint engine."""
+    import torch
+
+    allowed, load = _deepspeed_state_classes(), torch.load
+
+    def weights_only_load(f, map_location=None, **kwargs):
+        kwargs.pop("weights_only", None)
+        with torch.serialization.safe_globals(allowed):
+            return load(f, map_location=map_location, weights_only=True, **kwargs)
+
+    torch.load = weights_only_load
+    try:
+        yield
+    finally:
+        torch.load = load
+
+
+def to_universal(source: Path, out: Path) -> None:
+    """DeepSpeed's checkpoint ``source`` (ZeRO 1–3, optimizer state in one file per rank) → its universal
+    checkpoint ``out`` (each parameter's fp32 weight and Adam moments whole), which a run on any number of
+    ranks resumes from. Written under a temporary name and renamed, so a killed conversion leaves nothing
+    half-made to be loaded."""
+    import argparse
+
+    from deepspeed.checkpoint import ds_to_universal
+
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    args = argparse.Namespace(input_folder=str(source), output_folder=str(tmp), num_extract_workers=1,
+                              num_merge_workers=1, keep_temp_folder=False, strict=True,
+                              inject_missing_state=True)  # the parameter shapes it needs are in our files
+    with weights_only_loads():
+        ds_to_universal.main(args)
+    tmp.replace(out)
 
 
 def weights_only_checkpoint_engine(config_params):

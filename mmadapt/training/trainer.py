@@ -394,17 +394,37 @@ class Trainer:
         barrier()
         return final
 
+    def _universal_checkpoint(self, latest: Path) -> Path:
+        """``latest`` (written by another number of ranks, ZeRO 1–3: optimizer state partitioned by rank) as
+        DeepSpeed's universal checkpoint, which any number of ranks loads: converted once by rank 0 next to it
+        (``checkpoints/.universal-step-N``, pruned with it), and the engine switched to loading it."""
+        out = latest.parent / f".universal-{latest.name}"
+        if self.rank == 0 and not (out / "deepspeed").is_dir():
+            ckpt.to_universal(latest / "deepspeed", out / "deepspeed")
+        barrier()
+        self.engine._config.load_universal_checkpoint = True
+        return out
+
     def _resume(self) -> None:
         latest = ckpt.latest_checkpoint(self.run_dir)
         if latest is None:
             raise ConfigError(f"--resume: no complete checkpoint under {self.run_dir / 'checkpoints'}")
         state = json.loads((latest / "trainer_state.json").read_text())
+        source, elastic = latest, int(state["world_size"]) != self.world and self.train_cfg.zero_stage > 0
+        if elastic:
+            source = self._universal_checkpoint(latest)
+        groups = [{k: v for k, v in g.items() if k != "params"} for g in self.engine.optimizer.param_groups]
         try:
-            self.engine.load_checkpoint(str(latest), tag="deepspeed", load_module_strict=False)
+            with ckpt.weights_only_loads():
+                self.engine.load_checkpoint(str(source), tag="deepspeed", load_module_strict=False)
         except pickle.UnpicklingError as exc:
             first = str(exc).strip().splitlines()[-1][:300]
             raise TrainingError(f"--resume: {latest / 'deepspeed'}: refused by torch.load(weights_only=True) — a "
                                 f"file this library did not write, or a tampered one ({first})") from None
+        if elastic:  # DeepSpeed's universal loader gives every group the first one's settings (lr, prompt_lr)
+            last_lr = self.engine.lr_scheduler.get_last_lr()
+            for group, own, lr in zip(self.engine.optimizer.param_groups, groups, last_lr):
+                group.update({**own, "lr": lr})
         adapter_state = load_file(str(latest / "adapter_model.safetensors"))
         import deepspeed
 
