@@ -78,6 +78,26 @@ def training_examples(config: Config, tasks: dict[str, Task] | None = None) -> l
     return mixture(per_task, {k: config.tasks[k].sample_weight for k in per_task}, config.train.seed)
 
 
+def shard(config: Config, out: str | Path, *, which: str = "train", task: str | None = None,
+          max_per_shard: int = 1000, report=print) -> dict:
+    """Write the ``which`` split of each task (or of ``task`` only) as WebDataset shards under ``out/<task>``
+    (read through the task's own format and read context: the samples a run on loose files trains on);
+    ``report`` gets one line per sample left out. Returns task key → :class:`~mmadapt.data.shards.ShardReport`.
+    Read them back with ``tasks.<key>.<which>: {format: webdataset, shards: out/<key>}``."""
+    from mmadapt.data.shards import write_shards
+
+    tasks = build_tasks(config)
+    if task is not None and task not in tasks:
+        raise ConfigError(f"--task: {task!r} is not a task of the recipe ({', '.join(tasks)})")
+    if which not in ("train", "eval"):
+        raise ConfigError(f"--split: expected train or eval, got {which!r}")
+    chosen = {k: t for k, t in tasks.items() if task in (None, k) and getattr(t.config, which) is not None}
+    if not chosen:
+        raise ConfigError(f"tasks: no task has a {which} dataset to shard")
+    return {key: write_shards(getattr(t.config, which), t.read_context(which), Path(out) / key, max_per_shard,
+                              report) for key, t in chosen.items()}
+
+
 @dataclass
 class TrainResult:
     run_dir: Path

@@ -1,7 +1,8 @@
-"""``mmadapt`` command line: train | eval | cache-features | demo | info | zoo | score.
+"""``mmadapt`` command line: train | eval | cache-features | shard | demo | info | zoo | score.
 
     mmadapt train adapters/epalm/vqa.yaml train.max_steps=200 [--resume] [--quiet]
     mmadapt cache-features adapters/epalm/vqa.yaml train.feature_cache=cache/features [--batch-size 32]
+    mmadapt shard adapters/epalm/vqa.yaml --split train --out data/shards [--task vqa] [--max-samples-per-shard N]
     mmadapt eval  adapters/epalm/vqa.yaml --adapter runs/vqa/checkpoints/step-200 [overrides]
     mmadapt demo  --out runs/demo [--modality image|video|audio]
     mmadapt info  [--json]
@@ -55,6 +56,14 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.feature_cache=cache/features")
     c.add_argument("--batch-size", type=int, default=32, help="images per encoder batch")
     c.add_argument("--quiet", action="store_true")
+
+    w = sub.add_parser("shard", help="write a task split as WebDataset tar shards (format webdataset reads them)")
+    w.add_argument("recipe")
+    w.add_argument("overrides", nargs="*", help="dotted overrides")
+    w.add_argument("--split", default="train", choices=("train", "eval"))
+    w.add_argument("--out", required=True, help="directory; each task's shards go to OUT/<task key>")
+    w.add_argument("--task", default=None, help="only this task key (default: every task with that split)")
+    w.add_argument("--max-samples-per-shard", type=int, default=1000)
 
     i = sub.add_parser("info", help="list registered tokenizers, backbones, adapters, heads, tasks")
     i.add_argument("--json", action="store_true")
@@ -131,6 +140,17 @@ def _dispatch(args: argparse.Namespace) -> int:
         if _is_main_process():
             print(json.dumps({task: _headline(s) for task, s in scores.items()}))
             _report_eval_errors(scores, Path(args.out) if args.out else Path(cfg.output_dir) / "eval")
+        return 0
+    if args.command == "shard":
+        import mmadapt
+        from mmadapt.api import shard
+
+        cfg = mmadapt.load_recipe(args.recipe, args.overrides)
+        reports = shard(cfg, args.out, which=args.split, task=args.task, max_per_shard=args.max_samples_per_shard,
+                        report=lambda line: print(f"skipped: {line}", file=sys.stderr))
+        for key, r in reports.items():
+            print(f"{key}: {r.samples} {r.kind} samples in {len(r.shards)} shards -> {r.out} "
+                  f"({len(r.skipped)} skipped)")
         return 0
     if args.command == "cache-features":
         import mmadapt

@@ -16,12 +16,15 @@ from typing import Any
 
 import torch
 
+from mmadapt.io.shard_member import ShardMember
+
 
 @dataclass(frozen=True)
 class Example:
-    """One training example: ``image_path`` is read when the batch is built."""
+    """One training example: ``image_path`` (a file, or a member of a WebDataset shard) is read when the
+    batch is built."""
 
-    image_path: str
+    image_path: str | ShardMember
     prefix: str
     target: str
     prefix_weight: float | None  # None: the model's default
@@ -35,7 +38,7 @@ class Example:
 class MatchExample:
     """One video–text (or image–text) retrieval pair: ``text`` describes the clip at ``image_path``."""
 
-    image_path: str
+    image_path: str | ShardMember
     text: str
     task: str
 

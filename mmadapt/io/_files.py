@@ -4,7 +4,9 @@ Every loader calls :func:`check_file` before its decoder sees the file, so the c
 failures read the same in every modality: ``"{path}: file not found"``, ``"{path}: permission denied"``,
 ``"{path}: cannot read file ({the OS's reason})"``, ``"{path}: is a directory, not a video file"``,
 ``"{path}: unsupported video extension '.txt', expected one of (...)"`` (only where the loader passes its
-``extensions``) and ``"{path}: empty file (0 bytes)"``; all are :class:`~mmadapt.errors.DataError`.
+``extensions``) and ``"{path}: empty file (0 bytes)"``; all are :class:`~mmadapt.errors.DataError`. A member
+of a WebDataset shard (:class:`~mmadapt.io.shard_member.ShardMember`) gets the checks that apply to it, the
+extension and the size, named ``"shard.tar:member"``.
 
 Every loader that joins a data root with a name read from a file (an annotation's ``file_name``, a manifest's
 ``path``, a video id filled into a template) goes through :func:`resolve_inside`, so such a name can never
@@ -17,15 +19,21 @@ import os
 from pathlib import Path
 
 from mmadapt.errors import DataError
+from mmadapt.io.shard_member import MediaSource, ShardMember, source_name
 
 
-def check_file(where: str, kind: str, extensions: tuple[str, ...] | None = None) -> None:
+def check_file(where: str | ShardMember, kind: str, extensions: tuple[str, ...] | None = None) -> None:
     """Raise a one-line :class:`DataError` if ``where`` is missing, unreadable, a directory or 0 bytes.
 
     ``kind`` names the file the loader expects (``"video"`` → ``"is a directory, not a video file"``).
     With ``extensions``, a suffix (compared lower-cased) outside them is refused too, after the directory
-    check and before the size check.
+    check and before the size check. A shard member gets the extension and size checks.
     """
+    if isinstance(where, ShardMember):
+        _check_extension(str(where), where.suffix, kind, extensions)
+        if where.size == 0:
+            raise DataError(f"{where}: empty file (0 bytes)")
+        return
     try:
         size = os.stat(where).st_size
     except FileNotFoundError:
@@ -37,14 +45,21 @@ def check_file(where: str, kind: str, extensions: tuple[str, ...] | None = None)
     if Path(where).is_dir():
         article = "an" if kind[:1] in "aeiou" else "a"
         raise DataError(f"{where}: is a directory, not {article} {kind} file")
-    if extensions is not None:
-        suffix = Path(where).suffix.lower()
-        if suffix not in extensions:
-            raise DataError(
-                f"{where}: unsupported {kind} extension {suffix or '(none)'!r}, expected one of {extensions}"
-            )
+    _check_extension(where, Path(where).suffix, kind, extensions)
     if size == 0:
         raise DataError(f"{where}: empty file (0 bytes)")
+
+
+def check_media(source: MediaSource, kind: str, extensions: tuple[str, ...] | None = None) -> str:
+    """:func:`check_file` of a path or a shard member; returns how messages name it (``source_name``)."""
+    check_file(source if isinstance(source, ShardMember) else os.fspath(source), kind, extensions)
+    return source_name(source)
+
+
+def _check_extension(where: str, suffix: str, kind: str, extensions: tuple[str, ...] | None) -> None:
+    suffix = suffix.lower()
+    if extensions is not None and suffix not in extensions:
+        raise DataError(f"{where}: unsupported {kind} extension {suffix or '(none)'!r}, expected one of {extensions}")
 
 
 def resolve_inside(root: str | os.PathLike[str], name: object, source: str) -> Path:

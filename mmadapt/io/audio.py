@@ -13,23 +13,27 @@ What :func:`load_audio` guarantees:
 
 Files are read and written with soundfile (libsndfile); torchaudio is used only for resampling and features
 (its own ``load`` / ``save`` need torchcodec and FFmpeg). Both come with ``pip install 'mmadapt[audio]'``.
+The source is a path or a member of a WebDataset shard (:class:`~mmadapt.io.shard_member.ShardMember`,
+decoded from its bytes in memory, named ``shard.tar:member``).
 """
 
 from __future__ import annotations
 
 import functools
+import io
 import math
 import os
 import struct
 import warnings
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import numpy as np
 import torch
 
 from mmadapt.errors import ConfigError, DataError
-from mmadapt.io._files import check_file
+from mmadapt.io._files import check_media
+from mmadapt.io.shard_member import MediaSource, ShardMember
 
 __all__ = ["AUDIO_EXTENSIONS", "audio_features", "load_audio", "write_audio"]
 
@@ -40,7 +44,7 @@ FeatureKind = Literal["fbank", "log_mel"]
 
 
 def load_audio(
-    path: str | os.PathLike[str],
+    path: MediaSource,
     sample_rate: int = 16000,
     mono: bool = True,
     max_seconds: float | None = None,
@@ -59,14 +63,20 @@ def load_audio(
         raise ConfigError(f"load_audio: sample_rate: expected int >= 1, got {sample_rate!r}")
     if max_seconds is not None and not max_seconds > 0:
         raise ConfigError(f"load_audio: max_seconds: expected > 0 or None, got {max_seconds!r}")
-    where = os.fspath(path)
-    check_file(where, "audio", AUDIO_EXTENSIONS)
-    if Path(where).suffix.lower() == ".wav":
-        try:
-            _check_wav_not_truncated(where)
-        except OSError as exc:
-            raise DataError(f"{where}: cannot read file ({exc.strerror or exc})") from None
-    samples, file_rate = _read(where, max_seconds)  # float32 [S, C]
+    where = check_media(path, "audio", AUDIO_EXTENSIONS)
+    suffix = path.suffix if isinstance(path, ShardMember) else Path(where).suffix
+    try:  # a shard member is read once, into memory; a file is opened by path
+        handle: BinaryIO = io.BytesIO(path.read()) if isinstance(path, ShardMember) else open(where, "rb")
+    except OSError as exc:
+        raise DataError(f"{where}: cannot read file ({exc.strerror or exc})") from None
+    with handle:
+        if suffix.lower() == ".wav":
+            try:
+                _check_wav_not_truncated(handle, where)
+            except OSError as exc:
+                raise DataError(f"{where}: cannot read file ({exc.strerror or exc})") from None
+            handle.seek(0)
+        samples, file_rate = _read(handle, where, max_seconds)  # float32 [S, C]
     if not np.isfinite(samples).all():
         raise DataError(f"{where}: audio holds NaN or infinite samples")
     waveform = torch.from_numpy(samples).T.contiguous()  # [C, S]
@@ -176,12 +186,12 @@ def write_audio(
     return where
 
 
-def _read(where: str, max_seconds: float | None) -> tuple[np.ndarray, int]:
+def _read(handle: BinaryIO, where: str, max_seconds: float | None) -> tuple[np.ndarray, int]:
     """float32 ``[S, C]`` and the file's sample rate; a little more than ``max_seconds`` when it is set."""
     import soundfile
 
     try:
-        with soundfile.SoundFile(where) as f:
+        with soundfile.SoundFile(handle) as f:
             file_rate, declared = f.samplerate, f.frames
             wanted = declared
             if max_seconds is not None:  # 10 ms past the cut: context for the resampling filter
@@ -199,28 +209,29 @@ def _read(where: str, max_seconds: float | None) -> tuple[np.ndarray, int]:
     return samples, file_rate
 
 
-def _check_wav_not_truncated(where: str) -> None:
-    """Compare the RIFF ``data`` chunk's declared size with the bytes in the file (streamed WAVs that declare
-    0 or 0xFFFFFFFF, "size unknown", are let through; RF64 and other containers are left to libsndfile)."""
-    size = os.path.getsize(where)
-    with open(where, "rb") as f:
-        head = f.read(12)
-        if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+def _check_wav_not_truncated(f: BinaryIO, where: str) -> None:
+    """Compare the RIFF ``data`` chunk's declared size with the bytes in the file ``f`` (streamed WAVs that
+    declare 0 or 0xFFFFFFFF, "size unknown", are let through; RF64 and other containers are left to
+    libsndfile)."""
+    size = f.seek(0, os.SEEK_END)
+    f.seek(0)
+    head = f.read(12)
+    if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+        return
+    order = "<" if head[:4] == b"RIFF" else ">"
+    offset = 12
+    while offset + 8 <= size:
+        f.seek(offset)
+        chunk_id, chunk_size = struct.unpack(f"{order}4sI", f.read(8))
+        if chunk_id == b"data":
+            present = size - offset - 8
+            if chunk_size not in (0, 0xFFFFFFFF) and chunk_size > present:
+                raise DataError(
+                    f"{where}: truncated WAV file (the header declares {chunk_size} bytes of samples, "
+                    f"{present} are there)"
+                )
             return
-        order = "<" if head[:4] == b"RIFF" else ">"
-        offset = 12
-        while offset + 8 <= size:
-            f.seek(offset)
-            chunk_id, chunk_size = struct.unpack(f"{order}4sI", f.read(8))
-            if chunk_id == b"data":
-                present = size - offset - 8
-                if chunk_size not in (0, 0xFFFFFFFF) and chunk_size > present:
-                    raise DataError(
-                        f"{where}: truncated WAV file (the header declares {chunk_size} bytes of samples, "
-                        f"{present} are there)"
-                    )
-                return
-            offset += 8 + chunk_size + (chunk_size & 1)
+        offset += 8 + chunk_size + (chunk_size & 1)
 
 
 def _libsndfile_reason(exc: Exception) -> str:

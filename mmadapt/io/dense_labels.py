@@ -7,19 +7,19 @@
   vectors; a vector shorter than 0.5 before renormalising, a non-finite one or an all-zero png pixel is
   invalid, ``(0, 0, 0)``.
 
-Every problem is a one-line :class:`~mmadapt.errors.DataError` naming the file.
+Every problem is a one-line :class:`~mmadapt.errors.DataError` naming the file. A label file is a path or a
+member of a WebDataset shard (:class:`~mmadapt.io.shard_member.ShardMember`, decoded from its bytes and named
+``shard.tar:member``).
 """
 
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from mmadapt.errors import DataError
-from mmadapt.io._files import check_file, one_line
+from mmadapt.io._files import check_media, one_line
+from mmadapt.io.shard_member import MediaSource, open_media
 
 IGNORE_INDEX = 255
 _MIN_NORMAL_NORM = 0.5  # decoded normals shorter than this (before renormalising) are invalid
@@ -67,12 +67,12 @@ def encode_png_normals(normals: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------ decoders
-def _open_png(path: Path, task: str) -> Image.Image:
+def _open_png(path: MediaSource, task: str) -> Image.Image:
     """A fully decoded label image (``Image.load()``, so truncation fails here), errors naming ``path``."""
-    where = os.fspath(path)
-    check_file(where, f"{task} label")
+    where = check_media(path, f"{task} label")
+    opened_source = open_media(path)
     try:
-        with Image.open(where) as opened:
+        with Image.open(opened_source) as opened:
             opened.load()
             return opened.copy()
     except UnidentifiedImageError:
@@ -84,7 +84,7 @@ def _open_png(path: Path, task: str) -> Image.Image:
         raise DataError(f"{where}: cannot decode {task} label ({text})") from None
 
 
-def _class_png(path: Path, task: str) -> np.ndarray:
+def _class_png(path: MediaSource, task: str) -> np.ndarray:
     """An index png (mode ``P``, ``L`` or ``I``/``I;16``) → int64 ``[H, W]``; colour pngs are refused."""
     image = _open_png(path, task)
     if image.mode not in ("P", "L", "I", "I;16", "I;16B", "I;16L"):
@@ -93,16 +93,16 @@ def _class_png(path: Path, task: str) -> np.ndarray:
     return np.asarray(image).astype(np.int64)
 
 
-def _load_mat(path: Path, task: str, keys: tuple[str, ...]) -> np.ndarray:
+def _load_mat(path: MediaSource, task: str, keys: tuple[str, ...]) -> np.ndarray:
     """The array of a ``.mat`` label: the first of ``keys`` present, else the only non-``__`` variable."""
-    where = os.fspath(path)
-    check_file(where, f"{task} label")
+    where = check_media(path, f"{task} label")
     try:
         import scipy.io
     except ImportError:
         raise DataError(f"{where}: reading .mat labels needs scipy (pip install scipy)") from None
+    opened_source = open_media(path)
     try:
-        content = scipy.io.loadmat(where)
+        content = scipy.io.loadmat(opened_source)
     except Exception as exc:  # noqa: BLE001 - scipy raises ValueError, MatReadError, TypeError, OSError, ...
         raise DataError(f"{where}: cannot read .mat {task} label ({one_line(exc)})") from None
     variables = {k: v for k, v in content.items() if not k.startswith("__")}
@@ -120,7 +120,7 @@ def _load_mat(path: Path, task: str, keys: tuple[str, ...]) -> np.ndarray:
     return array
 
 
-def _decode_classes(path: Path, task: str) -> np.ndarray:
+def _decode_classes(path: MediaSource, task: str) -> np.ndarray:
     if path.suffix.lower() == ".mat":
         array = _load_mat(path, task, (task, "label", "labels", "anno"))
         if array.ndim != 2:
@@ -136,15 +136,15 @@ def _decode_classes(path: Path, task: str) -> np.ndarray:
     return array
 
 
-def _decode_semseg(path: Path) -> np.ndarray:
+def _decode_semseg(path: MediaSource) -> np.ndarray:
     return _decode_classes(path, "semseg")
 
 
-def _decode_parts(path: Path) -> np.ndarray:
+def _decode_parts(path: MediaSource) -> np.ndarray:
     return _decode_classes(path, "parts")
 
 
-def _decode_saliency(path: Path) -> np.ndarray:
+def _decode_saliency(path: MediaSource) -> np.ndarray:
     image = _open_png(path, "saliency")
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
         raise DataError(f"{path}: saliency label has image mode {image.mode!r}; expected an 8-bit grey png")
@@ -152,7 +152,7 @@ def _decode_saliency(path: Path) -> np.ndarray:
     return (grey > _SALIENT_ABOVE).astype(np.int64)
 
 
-def _decode_normals(path: Path) -> np.ndarray:
+def _decode_normals(path: MediaSource) -> np.ndarray:
     if path.suffix.lower() == ".mat":
         array = _load_mat(path, "normals", ("normals", "normal", "norm"))
         if array.ndim != 3 or array.shape[2] != 3:
@@ -167,7 +167,7 @@ def _decode_normals(path: Path) -> np.ndarray:
     return decode_png_normals(np.asarray(image))
 
 
-def decode_label(task: str, path: Path) -> np.ndarray:
+def decode_label(task: str, path: MediaSource) -> np.ndarray:
     """The label file of a dense ``task`` (``semseg``, ``parts``, ``saliency``, ``normals``) as an array."""
     return _DECODERS[task](path)
 

@@ -14,38 +14,42 @@ What :func:`load_image` guarantees:
 Truncated files are never accepted: this module does not set ``ImageFile.LOAD_TRUNCATED_IMAGES``. (A
 file that lost only bytes *after* its pixel data, such as a PNG's end marker, still decodes completely and
 is accepted: every pixel is there.)
+
+The source is a path or a member of a WebDataset shard (:class:`~mmadapt.io.shard_member.ShardMember`: its
+bytes are decoded from memory, messages name ``shard.tar:member``).
 """
 
 from __future__ import annotations
 
-import os
 import warnings
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mmadapt.errors import DataError
-from mmadapt.io._files import check_file, one_line
+from mmadapt.io._files import check_media, one_line
+from mmadapt.io.shard_member import MediaSource, open_media, read_head
 
 __all__ = ["load_image"]
 
 
-def load_image(path: str | os.PathLike[str]) -> Image.Image:
-    """Read ``path`` and return it as a fully decoded RGB image with EXIF orientation applied.
+def load_image(path: MediaSource) -> Image.Image:
+    """Read ``path`` (a file or a shard member) and return it as a fully decoded RGB image with EXIF
+    orientation applied.
 
     Raises:
         DataError: the file is missing, is a directory, is empty (0 bytes), is not a recognised image
             format, or cannot be decoded (truncated or corrupt). The message is one line:
             ``"{path}: {what is wrong}"``.
     """
-    where = os.fspath(path)
-    check_file(where, "image")
+    where = check_media(path, "image")
+    opened_source = open_media(path)  # a shard member's bytes are read here, outside the decoder's errors
     try:
-        with Image.open(where) as opened:
+        with Image.open(opened_source) as opened:
             opened.load()
             image = _apply_exif_orientation(opened, where)
             return _to_rgb(image)
     except UnidentifiedImageError:
-        known = _sniff_format(where)
+        known = _sniff_format(path)
         if known is not None:  # right magic bytes, but Pillow could not parse the header
             raise DataError(f"{where}: cannot decode image (truncated or corrupt {known} header)") from None
         raise DataError(f"{where}: not a recognised image file (unknown format)") from None
@@ -91,11 +95,10 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
 )
 
 
-def _sniff_format(where: str) -> str | None:
+def _sniff_format(source: MediaSource) -> str | None:
     """The format named by the file's magic bytes (``None`` if unknown), to tell a cut header from a non-image."""
     try:
-        with open(where, "rb") as f:
-            head = f.read(12)
+        head = read_head(source, 12)
     except OSError:
         return None
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":

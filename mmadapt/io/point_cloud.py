@@ -20,6 +20,8 @@ What :func:`load_point_cloud` guarantees:
   (with its line), 0 points, fewer than 3 columns, NaN / Inf coordinates (with the point index).
 
 The file parsers (:mod:`mmadapt.io.point_files`: PLY and OFF are small numpy readers) need no mesh library.
+A source is a path or a member of a WebDataset shard (:class:`~mmadapt.io.shard_member.ShardMember`, parsed
+from its bytes, named ``shard.tar:member``).
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ import numpy as np
 import torch
 
 from mmadapt.errors import ConfigError, DataError
-from mmadapt.io._files import check_file, one_line
+from mmadapt.io._files import check_file, check_media, one_line
 from mmadapt.io.point_files import ARRAY_READERS, SUFFIXES, check_columns, read_off
+from mmadapt.io.shard_member import MediaSource, ShardMember, source_name
 
 __all__ = ["load_h5_point_clouds", "load_point_cloud", "prepare_points", "sample_surface", "write_off", "write_ply"]
 
@@ -42,7 +45,7 @@ ArrayLike = torch.Tensor | np.ndarray
 
 
 def load_point_cloud(
-    path: PathLike,
+    path: MediaSource,
     n_points: int | None = 1024,
     normalize: bool = True,
     keep_extra: bool = False,
@@ -54,16 +57,16 @@ def load_point_cloud(
         DataError: see the module docstring; the message is one line, ``"{path}: {what is wrong}"``.
         ConfigError: ``n_points`` is not ``None`` or a positive int.
     """
-    where = os.fspath(path)
+    where = source_name(path)
     if n_points is not None and (isinstance(n_points, bool) or not isinstance(n_points, int) or n_points < 1):
         raise ConfigError(f"n_points: expected a positive int or None, got {n_points!r}")
-    suffix = Path(where).suffix.lower()
+    suffix = (path.suffix if isinstance(path, ShardMember) else Path(where).suffix).lower()
     if suffix not in SUFFIXES:
         expected = ", ".join(SUFFIXES)
         raise DataError(f"{where}: unsupported point cloud extension {suffix!r} (expected one of {expected})")
-    check_file(where, "point cloud")
+    check_media(path, "point cloud")
     if suffix == ".off":
-        vertices, faces = read_off(where)
+        vertices, faces = read_off(path)
         _check_points(vertices, where)
         vertices_t = torch.from_numpy(vertices)
         faces_t = torch.from_numpy(faces)
@@ -72,7 +75,7 @@ def load_point_cloud(
         else:
             points = _resample(vertices_t, n_points, generator)
     else:
-        array = ARRAY_READERS[suffix](where)
+        array = ARRAY_READERS[suffix](path)
         array = array if keep_extra else array[:, :3]
         _check_points(array, where)
         points = _resample(torch.from_numpy(np.ascontiguousarray(array, dtype=np.float64)), n_points, generator)

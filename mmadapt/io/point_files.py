@@ -1,16 +1,19 @@
 """The point-cloud file parsers behind :func:`mmadapt.io.point_cloud.load_point_cloud`: ``.npy``, text
 (``.txt`` / ``.xyz``), ``.ply`` (ascii and binary) and ``.off`` meshes, each returning a float array
 (``read_off``: vertices and triangle faces). Small numpy readers, so no mesh library is needed; every
-failure is a one-line :class:`~mmadapt.errors.DataError` that starts with the path."""
+failure is a one-line :class:`~mmadapt.errors.DataError` that starts with the path. Each reader takes a path
+or a member of a WebDataset shard (:class:`~mmadapt.io.shard_member.ShardMember`, named ``shard.tar:member``)."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 
 from mmadapt.errors import DataError
 from mmadapt.io._files import one_line
+from mmadapt.io.shard_member import MediaSource, ShardMember, source_name
 
 _PLY_TYPES: dict[str, str] = {
     "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1",
@@ -26,9 +29,10 @@ PlyElement = tuple[str, int, list[tuple[str, str | None]]]  # (name, count, [(pr
 
 
 
-def _read_npy(where: str) -> np.ndarray:
+def _read_npy(source: MediaSource) -> np.ndarray:
+    where = source_name(source)
     try:
-        array = np.load(where, allow_pickle=False)
+        array = np.load(io.BytesIO(source.read()) if isinstance(source, ShardMember) else where, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise DataError(f"{where}: not a readable .npy array ({one_line(exc)})") from None
     if array.ndim != 2 or not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
@@ -37,16 +41,18 @@ def _read_npy(where: str) -> np.ndarray:
     return array
 
 
-def _read_text(where: str) -> np.ndarray:
-    rows = _text_rows(where, comma_is_space=True)
+def _read_text(source: MediaSource) -> np.ndarray:
+    where = source_name(source)
+    rows = _text_rows(source, comma_is_space=True)
     array = _parse_rows(rows, where)
     check_columns(array, where)
     return array
 
 
-def _read_ply(where: str) -> np.ndarray:
+def _read_ply(source: MediaSource) -> np.ndarray:
     """The ``vertex`` element as float64 ``[N, P]``: x, y, z first, then the other properties in file order."""
-    data = _read_bytes(where)
+    where = source_name(source)
+    data = _read_bytes(source)
     fmt, elements, body_start = _parse_ply_header(data, where)
     names = [element[0] for element in elements]
     if "vertex" not in names:
@@ -148,9 +154,10 @@ def _ply_binary_vertices(
     return np.frombuffer(data, dtype=dtype, count=count, offset=offset)
 
 
-def read_off(where: str) -> tuple[np.ndarray, np.ndarray]:
+def read_off(source: MediaSource) -> tuple[np.ndarray, np.ndarray]:
     """``(vertices float64 [V, 3], triangles int64 [T, 3])``; polygons are split into fans of triangles."""
-    rows = _text_rows(where, comma_is_space=False)
+    where = source_name(source)
+    rows = _text_rows(source, comma_is_space=False)
     if not rows or not rows[0][1].lstrip().startswith("OFF"):
         first = rows[0][1].strip() if rows else ""
         raise DataError(f"{where}: not an OFF file (first line {first[:40]!r} does not start with 'OFF')")
@@ -224,10 +231,11 @@ def _parse_face(number: int, line: str, where: str) -> list[int]:
 # ---------------------------------------------------------------------------------------------- text helpers
 
 
-def _text_rows(where: str, comma_is_space: bool) -> Rows:
+def _text_rows(source: MediaSource, comma_is_space: bool) -> Rows:
     """Non-blank lines of a text file, ``#`` comments removed, with their 1-based line numbers."""
+    where = source_name(source)
     try:
-        text = _read_bytes(where).decode("utf-8")
+        text = _read_bytes(source).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DataError(f"{where}: not a text file ({exc.reason} at byte {exc.start})") from None
     if comma_is_space:
@@ -267,7 +275,10 @@ def _parse_rows(rows: Rows, where: str, n_columns: int | None = None) -> np.ndar
     raise DataError(f"{where}: cannot parse the numbers in this file")
 
 
-def _read_bytes(where: str) -> bytes:
+def _read_bytes(source: MediaSource) -> bytes:
+    if isinstance(source, ShardMember):
+        return source.read()
+    where = source_name(source)
     try:
         return Path(where).read_bytes()
     except OSError as exc:

@@ -16,6 +16,10 @@ decodes from the start up to the last frame it needs. Both come with ``pip insta
 decord 0.6.0 cannot convert frames of some widths (measured: 16, 24, 48 and 72 pixels; its batch copy fails
 with "DECORDArrayCopyFromTo: The size must exactly match", and single-frame reads return 4 garbage channels):
 such files are decoded with PyAV instead, with the frame indices already chosen.
+
+The source is a path or a member of a WebDataset shard (:class:`~mmadapt.io.shard_member.ShardMember`): both
+backends then decode its bytes from memory (decord's ``VideoReader`` and ``av.open`` take a file object), and
+messages name ``shard.tar:member``.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from mmadapt.errors import ConfigError, DataError
-from mmadapt.io._files import check_file
+from mmadapt.io._files import check_media
+from mmadapt.io.shard_member import MediaSource, open_media, read_head
 
 __all__ = ["VIDEO_EXTENSIONS", "frame_indices", "load_video", "write_video"]
 
@@ -52,7 +57,7 @@ _Picker = Callable[[int, float | None], list[int]]
 
 
 def load_video(
-    path: str | os.PathLike[str],
+    path: MediaSource,
     n_frames: int = 8,
     sampling: Sampling = "uniform",
     fps: float | None = None,
@@ -82,8 +87,7 @@ def load_video(
         ConfigError: an invalid argument.
     """
     _check_arguments(n_frames, sampling, fps, size, backend)
-    where = os.fspath(path)
-    check_file(where, "video", VIDEO_EXTENSIONS)
+    where = check_media(path, "video", VIDEO_EXTENSIONS)
 
     def pick(num_frames: int, native_fps: float | None) -> list[int]:
         if num_frames <= 0:
@@ -93,7 +97,7 @@ def load_video(
         return frame_indices(num_frames, n_frames, sampling, native_fps=native_fps, fps=fps, generator=generator)
 
     read = _read_with_pyav if backend == "pyav" or (backend == "auto" and not _has_decord()) else _read_with_decord
-    frames = torch.from_numpy(read(where, pick))  # uint8 [T, H, W, 3]
+    frames = torch.from_numpy(read(path, where, pick))  # uint8 [T, H, W, 3]
     clip = rearrange(frames, "t h w c -> t c h w").float().div_(255.0)
     if size is not None:
         height, width = (size, size) if isinstance(size, int) else size
@@ -173,32 +177,34 @@ def write_video(path: str | os.PathLike[str], frames: np.ndarray | torch.Tensor,
     return where
 
 
-def _read_with_decord(where: str, pick: _Picker) -> np.ndarray:
+def _read_with_decord(source: MediaSource, where: str, pick: _Picker) -> np.ndarray:
     """uint8 ``[T, H, W, 3]``: the frames ``pick`` chooses, decoded by decord (random access)."""
     import decord
 
+    opened = open_media(source)
     try:
-        reader = decord.VideoReader(where, ctx=decord.cpu(0))
+        reader = decord.VideoReader(opened, ctx=decord.cpu(0))
     except Exception as exc:  # noqa: BLE001 - decord raises RuntimeError / DECORDError with FFmpeg's log text
         if "cannot find video stream" in str(exc):
             raise DataError(f"{where}: no video stream") from None
-        raise DataError(f"{where}: {_open_failure(where)}") from None
+        raise DataError(f"{where}: {_open_failure(source)}") from None
     indices = pick(len(reader), reader.get_avg_fps() or None)
     try:
         return reader.get_batch(indices).asnumpy()
     except Exception as exc:  # noqa: BLE001 - DECORDError on a damaged stream
         if "DECORDArrayCopyFromTo" in str(exc):  # decord 0.6's RGB buffer bug (frame widths 16, 24, 48, 72, ...)
-            return _read_with_pyav(where, lambda num_frames, native_fps: indices)
+            return _read_with_pyav(source, where, lambda num_frames, native_fps: indices)
         raise DataError(f"{where}: cannot decode video (truncated or corrupt stream)") from None
 
 
-def _read_with_pyav(where: str, pick: _Picker) -> np.ndarray:
+def _read_with_pyav(source: MediaSource, where: str, pick: _Picker) -> np.ndarray:
     """uint8 ``[T, H, W, 3]``: the frames ``pick`` chooses, decoded by PyAV from the start to the last one."""
     av = _import_pyav()
+    opened = open_media(source)
     try:
-        container = av.open(where)
+        container = av.open(opened)
     except av.FFmpegError:
-        raise DataError(f"{where}: {_open_failure(where)}") from None
+        raise DataError(f"{where}: {_open_failure(source)}") from None
     with container:
         if not container.streams.video:
             raise DataError(f"{where}: no video stream")
@@ -236,11 +242,10 @@ def _count_packets(container: Any, where: str) -> int:
         raise DataError(f"{where}: cannot read video packets (truncated or corrupt file)") from None
 
 
-def _open_failure(where: str) -> str:
+def _open_failure(source: MediaSource) -> str:
     """Why a container could not be opened: a cut or damaged file of a known format, or not a video at all."""
     try:
-        with open(where, "rb") as f:
-            head = f.read(12)
+        head = read_head(source, 12)
     except OSError as exc:
         return f"cannot read file ({exc.strerror or exc})"
     if head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip"):

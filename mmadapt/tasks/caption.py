@@ -14,6 +14,7 @@ from pathlib import Path
 from mmadapt.data.examples import Example
 from mmadapt.data.formats.coco_captions import CaptionSample, write_caption_results
 from mmadapt.eval.caption_metric import caption_scores
+from mmadapt.io.shard_member import media_source
 from mmadapt.registry import register
 from mmadapt.tasks.base import EvalRun, Task, TextTaskConfig, predict_all, write_json
 
@@ -34,7 +35,7 @@ class CaptionTask(Task):
     def train_examples(self) -> list[Example]:
         if self.config.train is None:
             return []
-        return [Example(str(s.image_path), self.prefix, c, self.config.prefix_loss_weight, self.key,
+        return [Example(media_source(s.image_path), self.prefix, c, self.config.prefix_loss_weight, self.key,
                         self.config.target_separator) for s in self._samples("train") for c in s.captions]
 
     def evaluate(self, model, out_dir: Path, run: EvalRun = EvalRun()) -> dict:

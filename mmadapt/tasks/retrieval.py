@@ -20,6 +20,7 @@ from mmadapt.data.examples import MatchExample
 from mmadapt.data.formats.msrvtt_retrieval import Caption
 from mmadapt.errors import DataError
 from mmadapt.eval.retrieval_metric import chance_metrics, retrieval_metrics
+from mmadapt.io.shard_member import media_source
 from mmadapt.registry import register
 from mmadapt.tasks.base import EvalRun, Task, batched, predict_all, write_json
 
@@ -36,7 +37,7 @@ class RetrievalTask(Task):
     def train_examples(self) -> list[MatchExample]:
         if self.config.train is None:
             return []
-        return [MatchExample(str(c.video_path), c.sentence, self.key) for c in self.captions("train")]
+        return [MatchExample(media_source(c.video_path), c.sentence, self.key) for c in self.captions("train")]
 
     @torch.no_grad()
     def score_matrix(self, model, clips: torch.Tensor, texts: list[str], run: EvalRun = EvalRun(quiet=True)

@@ -22,6 +22,7 @@ from mmadapt.data.formats.vqa_v2 import VQASample, training_answer, write_vqa_re
 from mmadapt.data.split import LabelSpace
 from mmadapt.errors import ConfigError
 from mmadapt.eval.vqa_metric import score_vqa_files
+from mmadapt.io.shard_member import media_source
 from mmadapt.registry import register
 from mmadapt.tasks.base import EvalRun, Task, TextTaskConfig, predict_all, write_json
 
@@ -63,7 +64,7 @@ class VQATask(Task):
         if self.config.train is None:
             return []
         sampled = self.config.train_answer == "sampled"
-        return [Example(str(s.image_path), self.prefix(s.question), _target(s), self.config.prefix_loss_weight,
+        return [Example(media_source(s.image_path), self.prefix(s.question), _target(s), self.config.prefix_loss_weight,
                         self.key, self.config.target_separator, answer_choices(s) if sampled else ())
                 for s in self._samples("train")]
 

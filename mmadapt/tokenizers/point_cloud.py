@@ -18,7 +18,6 @@ order of (x, y, z), so the same coordinates are picked, in the same order, for a
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -26,6 +25,7 @@ import torch
 from torch import nn
 
 from mmadapt.errors import ConfigError, DataError
+from mmadapt.io.shard_member import MediaSource, source_name
 from mmadapt.registry import register
 from mmadapt.tokenizers.base import TokenBatch, Tokenizer
 
@@ -138,21 +138,21 @@ class _PointCloudInput(Tokenizer):
     (``config.n_points``, ``normalize``, ``in_channels``), and padding collation."""
 
     # ------------------------------------------------------------------------------------------ data side
-    def load(self, source: str | os.PathLike[str] | torch.Tensor) -> torch.Tensor:
-        """A point-cloud file, or points in memory ``[N, C]`` (e.g. a ScanObjectNN ``.h5`` row) → ``points``
+    def load(self, source: MediaSource | torch.Tensor) -> torch.Tensor:
+        """A point-cloud file (or a member of a WebDataset shard), or points in memory ``[N, C]`` (e.g. a ScanObjectNN ``.h5`` row) → ``points``
         [n_points, in_channels], checked, sampled and normalised alike."""
         from mmadapt.io.point_cloud import load_point_cloud, prepare_points
 
         cfg = self.config
         if isinstance(source, torch.Tensor):
-            source_name = f"points tensor {list(source.shape)}"
-            points = prepare_points(source, n_points=cfg.n_points, normalize=cfg.normalize, where=source_name)
-            source = source_name
+            where = f"points tensor {list(source.shape)}"
+            points = prepare_points(source, n_points=cfg.n_points, normalize=cfg.normalize, where=where)
         else:
+            where = source_name(source)
             points = load_point_cloud(source, n_points=cfg.n_points, normalize=cfg.normalize,
                                       keep_extra=cfg.in_channels > 3)
         if points.shape[1] < cfg.in_channels:
-            raise DataError(f"{os.fspath(source)}: {points.shape[1]} columns per point, tokenizer.in_channels "
+            raise DataError(f"{where}: {points.shape[1]} columns per point, tokenizer.in_channels "
                             f"expects {cfg.in_channels}")
         return points[:, : cfg.in_channels]
 

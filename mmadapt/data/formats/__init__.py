@@ -19,4 +19,5 @@ from mmadapt.data.formats import (  # noqa: F401 - importing registers the forma
     sklearn_table,
     table,
     vqa_v2,
+    webdataset,
 )

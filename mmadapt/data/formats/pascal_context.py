@@ -45,7 +45,7 @@ from PIL import Image, UnidentifiedImageError
 from mmadapt.config import DatasetConfig
 from mmadapt.data.split import LabelSpace, ReadContext, Split, register_format, require_fields
 from mmadapt.errors import ConfigError, DataError
-from mmadapt.io._files import check_file, one_line
+from mmadapt.io._files import check_media, one_line
 from mmadapt.io.dense_labels import (
     IGNORE_INDEX,
     decode_label,
@@ -55,6 +55,7 @@ from mmadapt.io.dense_labels import (
     resize_nearest,
 )
 from mmadapt.io.image import load_image
+from mmadapt.io.shard_member import MediaSource, open_media
 
 __all__ = [
     "TASKS",
@@ -346,12 +347,12 @@ def _check_size(size: tuple[int, int]) -> tuple[int, int]:
     return height, width
 
 
-def _image_hw(path: Path) -> tuple[int, int]:
+def _image_hw(path: MediaSource) -> tuple[int, int]:
     """``(H, W)`` of an image from its header, EXIF rotation (orientations 5-8 swap the sides) applied."""
-    where = os.fspath(path)
-    check_file(where, "image")
+    where = check_media(path, "image")
+    opened_source = open_media(path)
     try:
-        with Image.open(where) as opened:
+        with Image.open(opened_source) as opened:
             width, height = opened.size
             orientation = opened.getexif().get(0x0112, 1)
     except UnidentifiedImageError:
