@@ -1,6 +1,6 @@
 """Every performance benchmark in one run: a table of the targets, and one JSON with all the figures.
 
-    python -m benchmarks [--only cache,fast,generation,zero,peers,loading,disteval] [--quick] [--out runs/bench/results.json]
+    python -m benchmarks [--only cache,fast,generation,zero,peers,loading,disteval,shards] [--quick] [--out runs/bench/results.json]
 
 Each benchmark runs as its own subprocess (``python benchmarks/<script>.py ... --json <tmp>``) so that peak
 memories and thread settings never mix; this entry point collects their JSON and checks each figure against
@@ -19,6 +19,8 @@ its target (issue 7):
 |            |                     | batches pre-decoded in memory (issue 19)                       |        |
 | disteval   | distributed_eval.py | VQA eval throughput, 2 processes ÷ 1 (1 thread each), same     | ≥ 1.7× |
 |            |                     | scores                                                         |        |
+| shards     | shard_reading.py    | training samples read + decoded per second, WebDataset shards  | ≥ 1×   |
+|            |                     | ÷ loose JPEG files (cold and warm page cache, issue 19)        |        |
 
 ``--quick`` runs each at smoke-test sizes (minutes, figures not meaningful). The CPU is often shared: the
 table prints the load average before and after; quote medians and ratios, not absolute times.
@@ -100,6 +102,13 @@ def _disteval_checks(r: dict) -> list:
             ("  same scores", float(r["same_scores"]), "1", r["same_scores"])]
 
 
+def _shards_checks(r: dict) -> list:
+    warm, cold = r["shards_over_loose_warm"], r["shards_over_loose_cold"]
+    return [("samples/s, shards / loose files (warm cache)", warm, "≥ 1×", warm >= 1.0),
+            ("  same, cold page cache", cold, "—", True),
+            ("  same tensors", float(r["same_tensors"]), "1", r["same_tensors"])]
+
+
 def _peers_checks(r: dict) -> list:
     return [(f"peers: {m['name']} accuracy", m["accuracy"], "—", True) for m in r["methods"]]
 
@@ -114,6 +123,7 @@ BENCHES: dict[str, Bench] = {
     "peers": Bench("peers.py", [], ["--quick"], _peers_checks),
     "loading": Bench("data_loading.py", [], ["--images", "6", "--steps", "3", "--batch", "2"], _loading_checks),
     "disteval": Bench("distributed_eval.py", [], ["--images", "4", "--questions", "16"], _disteval_checks),
+    "shards": Bench("shard_reading.py", [], ["--images", "32", "--repeats", "1"], _shards_checks),
 }
 
 

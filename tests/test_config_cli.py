@@ -143,7 +143,7 @@ def test_info_json_lists_the_registry():
     info = json.loads(out)
     assert set(info) == {"tokenizers", "backbones", "adapters", "heads", "tasks", "datasets"}
     assert {"vqa_v2", "coco_captions", "llava", "manifest", "synthetic_scenes", "pascal_context"} <= set(info["datasets"])
-    assert len(info["datasets"]) == 25
+    assert len(info["datasets"]) == 27
     assert {"image", "text"} <= set(info["tokenizers"])
     assert {"hf_causal_lm", "hf_vit", "hf_clip_vision", "open_clip"} <= set(info["backbones"])
     assert "epalm" in info["adapters"] and {"vqa", "caption"} <= set(info["tasks"])

@@ -21,7 +21,7 @@ from mmadapt.errors import ConfigError, DataError
 # ---------------------------------------------------------------------------------------------- registry
 def test_every_format_is_a_typed_config_and_a_reader():
     names = registry.names("datasets")
-    assert len(names) == 25 and {"llava", "easy_vqa"} <= set(names)
+    assert len(names) == 27 and {"llava", "easy_vqa", "webdataset", "hf_dataset"} <= set(names)
     for name in names:
         fmt = registry.get("datasets", name)
         assert fmt.name == name and fmt.serves and callable(fmt.read)
@@ -61,7 +61,7 @@ def test_a_format_builds_its_own_config_and_keeps_only_its_keys():
 def test_a_format_refuses_a_task_it_cannot_serve(tmp_path):
     ds = make_dataset("manifest", annotations=str(tmp_path / "a.jsonl"))
     with pytest.raises(ConfigError, match=r"tasks.caption.train.format: 'manifest' is not a captioning format \("
-                                          r"audiocaps, coco_captions, karpathy, llava, synthetic_audiocaps"):
+                                          r"audiocaps, coco_captions, hf_dataset, karpathy, llava, synthetic_audiocaps"):
         read_split(ds, ReadContext("caption", "tasks.caption.train"))
 
 

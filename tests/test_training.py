@@ -307,11 +307,11 @@ def test_mixed_tasks_under_zero3_neither_hang_nor_lose_gradients(scenes_root, tm
     for stage in (0, 3):
         runs[stage] = tmp_path / f"zero{stage}"
         _launch(["--mixed", "--scenes", str(scenes_root), "--out", str(runs[stage]), "--zero-stage", str(stage),
-                 "--steps", "6", "--batch-size", "4", "--persistence-threshold", "0"], nproc=2, timeout=240)
+                 "--steps", "4", "--batch-size", "4", "--persistence-threshold", "0"], nproc=2, timeout=240)
     got = {s: [json.loads((runs[s] / f"losses-rank{r}.json").read_text()) for r in (0, 1)] for s in runs}
     seen = [got[3][0]["tasks"], got[3][1]["tasks"]]
-    assert all(any(len(rank[s]) == 1 for rank in seen) for s in range(6)), seen  # a head idle on a rank each step
-    assert any(len(rank[s]) == 2 for rank in seen for s in range(6))
+    assert all(any(len(rank[s]) == 1 for rank in seen) for s in range(4)), seen  # a head idle on a rank each step
+    assert any(len(rank[s]) == 2 for rank in seen for s in range(4))
     assert all(math.isfinite(v) and v > 0 for v in got[3][0]["losses"])
     torch.testing.assert_close(got[3][0]["losses"], got[0][0]["losses"], rtol=0, atol=1e-5)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from mmadapt.io.shard_member import ShardMember
+from mmadapt.io.shard_member import MediaBlob
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class Example:
     """One training example: ``image_path`` (a file, or a member of a WebDataset shard) is read when the
     batch is built."""
 
-    image_path: str | ShardMember
+    image_path: str | MediaBlob
     prefix: str
     target: str
     prefix_weight: float | None  # None: the model's default
@@ -38,7 +38,7 @@ class Example:
 class MatchExample:
     """One video–text (or image–text) retrieval pair: ``text`` describes the clip at ``image_path``."""
 
-    image_path: str | ShardMember
+    image_path: str | MediaBlob
     text: str
     task: str
 

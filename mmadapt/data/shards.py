@@ -34,6 +34,7 @@ from mmadapt.data.formats.webdataset import SPLIT_FILE, encoded_fields, sample_c
 from mmadapt.data.split import ReadContext, dataset_format
 from mmadapt.errors import ConfigError, DataError
 from mmadapt.io._files import one_line
+from mmadapt.io.shard_member import MediaBlob
 
 __all__ = ["ShardReport", "write_shards"]
 
@@ -61,11 +62,13 @@ class _Writer:
 
     def encode(self, value: Any, key: str, field_name: str, index: int, files: dict[str, bytes]) -> Any:
         """``value`` as a JSON value; a path is read into ``files`` (member suffix → bytes) on first use."""
-        if isinstance(value, Path) or (field_name == "source" and isinstance(value, str)):
-            path = os.fspath(value)
+        if isinstance(value, (Path, MediaBlob)) or (field_name == "source" and isinstance(value, str)):
+            blob = isinstance(value, MediaBlob)  # media inside a store (a dataset cell, another shard)
+            path = str(value) if blob else os.fspath(value)
             if path not in self.stored:
-                suffix = f"{field_name}{Path(path).suffix.lower()}"
-                files[suffix] = Path(path).read_bytes()  # OSError: the caller skips the sample
+                suffix = f"{field_name}{(value.suffix if blob else Path(path).suffix).lower()}"
+                # OSError / DataError: the caller skips the sample
+                files[suffix] = value.read() if blob else Path(path).read_bytes()
                 self.stored[path] = [SHARD_PATTERN % (index // self.max_per_shard), f"{key}.{suffix}"]
             return {"$media": self.stored[path]}
         if isinstance(value, torch.Tensor):
@@ -112,6 +115,11 @@ def write_shards(cfg: DatasetConfig, ctx: ReadContext, out: str | os.PathLike[st
                 writer.stored = stored_before
                 skipped.append(f"{exc.filename or sample}: cannot read file "
                                f"({exc.strerror or one_line(exc)}); sample left out")
+                report(skipped[-1])
+                continue
+            except DataError as exc:  # media inside a store that cannot be read (an empty dataset cell)
+                writer.stored = stored_before
+                skipped.append(f"{one_line(exc)}; sample left out")
                 report(skipped[-1])
                 continue
             sink.write({"__key__": key, "json": json.dumps(record).encode("utf-8"), **files})

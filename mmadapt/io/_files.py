@@ -19,17 +19,17 @@ import os
 from pathlib import Path
 
 from mmadapt.errors import DataError
-from mmadapt.io.shard_member import MediaSource, ShardMember, source_name
+from mmadapt.io.shard_member import MediaBlob, MediaSource, source_name
 
 
-def check_file(where: str | ShardMember, kind: str, extensions: tuple[str, ...] | None = None) -> None:
+def check_file(where: str | MediaBlob, kind: str, extensions: tuple[str, ...] | None = None) -> None:
     """Raise a one-line :class:`DataError` if ``where`` is missing, unreadable, a directory or 0 bytes.
 
     ``kind`` names the file the loader expects (``"video"`` → ``"is a directory, not a video file"``).
     With ``extensions``, a suffix (compared lower-cased) outside them is refused too, after the directory
     check and before the size check. A shard member gets the extension and size checks.
     """
-    if isinstance(where, ShardMember):
+    if isinstance(where, MediaBlob):
         _check_extension(str(where), where.suffix, kind, extensions)
         if where.size == 0:
             raise DataError(f"{where}: empty file (0 bytes)")
@@ -52,7 +52,7 @@ def check_file(where: str | ShardMember, kind: str, extensions: tuple[str, ...] 
 
 def check_media(source: MediaSource, kind: str, extensions: tuple[str, ...] | None = None) -> str:
     """:func:`check_file` of a path or a shard member; returns how messages name it (``source_name``)."""
-    check_file(source if isinstance(source, ShardMember) else os.fspath(source), kind, extensions)
+    check_file(source if isinstance(source, MediaBlob) else os.fspath(source), kind, extensions)
     return source_name(source)
 
 

@@ -33,7 +33,7 @@ import torch
 
 from mmadapt.errors import ConfigError, DataError
 from mmadapt.io._files import check_media
-from mmadapt.io.shard_member import MediaSource, ShardMember
+from mmadapt.io.shard_member import MediaBlob, MediaSource
 
 __all__ = ["AUDIO_EXTENSIONS", "audio_features", "load_audio", "write_audio"]
 
@@ -64,9 +64,9 @@ def load_audio(
     if max_seconds is not None and not max_seconds > 0:
         raise ConfigError(f"load_audio: max_seconds: expected > 0 or None, got {max_seconds!r}")
     where = check_media(path, "audio", AUDIO_EXTENSIONS)
-    suffix = path.suffix if isinstance(path, ShardMember) else Path(where).suffix
+    suffix = path.suffix if isinstance(path, MediaBlob) else Path(where).suffix
     try:  # a shard member is read once, into memory; a file is opened by path
-        handle: BinaryIO = io.BytesIO(path.read()) if isinstance(path, ShardMember) else open(where, "rb")
+        handle: BinaryIO = io.BytesIO(path.read()) if isinstance(path, MediaBlob) else open(where, "rb")
     except OSError as exc:
         raise DataError(f"{where}: cannot read file ({exc.strerror or exc})") from None
     with handle:

@@ -35,7 +35,7 @@ import torch
 from mmadapt.errors import ConfigError, DataError
 from mmadapt.io._files import check_file, check_media, one_line
 from mmadapt.io.point_files import ARRAY_READERS, SUFFIXES, check_columns, read_off
-from mmadapt.io.shard_member import MediaSource, ShardMember, source_name
+from mmadapt.io.shard_member import MediaBlob, MediaSource, source_name
 
 __all__ = ["load_h5_point_clouds", "load_point_cloud", "prepare_points", "sample_surface", "write_off", "write_ply"]
 
@@ -60,7 +60,7 @@ def load_point_cloud(
     where = source_name(path)
     if n_points is not None and (isinstance(n_points, bool) or not isinstance(n_points, int) or n_points < 1):
         raise ConfigError(f"n_points: expected a positive int or None, got {n_points!r}")
-    suffix = (path.suffix if isinstance(path, ShardMember) else Path(where).suffix).lower()
+    suffix = (path.suffix if isinstance(path, MediaBlob) else Path(where).suffix).lower()
     if suffix not in SUFFIXES:
         expected = ", ".join(SUFFIXES)
         raise DataError(f"{where}: unsupported point cloud extension {suffix!r} (expected one of {expected})")

@@ -13,7 +13,7 @@ import numpy as np
 
 from mmadapt.errors import DataError
 from mmadapt.io._files import one_line
-from mmadapt.io.shard_member import MediaSource, ShardMember, source_name
+from mmadapt.io.shard_member import MediaBlob, MediaSource, source_name
 
 _PLY_TYPES: dict[str, str] = {
     "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1",
@@ -32,7 +32,7 @@ PlyElement = tuple[str, int, list[tuple[str, str | None]]]  # (name, count, [(pr
 def _read_npy(source: MediaSource) -> np.ndarray:
     where = source_name(source)
     try:
-        array = np.load(io.BytesIO(source.read()) if isinstance(source, ShardMember) else where, allow_pickle=False)
+        array = np.load(io.BytesIO(source.read()) if isinstance(source, MediaBlob) else where, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise DataError(f"{where}: not a readable .npy array ({one_line(exc)})") from None
     if array.ndim != 2 or not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
@@ -276,7 +276,7 @@ def _parse_rows(rows: Rows, where: str, n_columns: int | None = None) -> np.ndar
 
 
 def _read_bytes(source: MediaSource) -> bytes:
-    if isinstance(source, ShardMember):
+    if isinstance(source, MediaBlob):
         return source.read()
     where = source_name(source)
     try:

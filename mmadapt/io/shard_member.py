@@ -19,6 +19,7 @@ it pickles, hashes and compares like the path it stands for.
 
 from __future__ import annotations
 
+import abc
 import io
 import os
 from dataclasses import dataclass
@@ -27,11 +28,33 @@ from typing import BinaryIO, Union
 
 from mmadapt.errors import DataError
 
-__all__ = ["MediaSource", "ShardMember", "media_source", "open_media", "read_head", "source_name"]
+__all__ = ["MediaBlob", "MediaSource", "ShardMember", "media_source", "open_media", "read_head", "source_name"]
+
+
+class MediaBlob(abc.ABC):
+    """A sample's media that is not a file of its own but bytes inside a larger store — a member of a tar
+    shard (:class:`ShardMember`), a cell of a Hugging Face dataset
+    (:class:`~mmadapt.data.formats.hf_dataset.DatasetCell`). What every loader needs of it: its ``size`` and
+    ``suffix`` (the file checks), ``str()`` (messages) and its bytes (``read``; ``head`` for the magic bytes)."""
+
+    size: int
+
+    @property
+    @abc.abstractmethod
+    def suffix(self) -> str:
+        """The extension the media would have as a file (``".jpg"``)."""
+
+    @abc.abstractmethod
+    def read(self) -> bytes:
+        """All the bytes; a one-line :class:`DataError` naming the blob when they cannot be read."""
+
+    def head(self, n: int) -> bytes:
+        """The first ``n`` bytes (fewer if it is shorter)."""
+        return self.read()[:n]
 
 
 @dataclass(frozen=True)
-class ShardMember:
+class ShardMember(MediaBlob):
     """The bytes ``[offset, offset + size)`` of the tar file ``shard``, stored there as member ``name``."""
 
     shard: str
@@ -59,8 +82,12 @@ class ShardMember:
         return data
 
 
-#: what the media loaders of :mod:`mmadapt.io` read: a file path or a member of a shard
-MediaSource = Union[str, os.PathLike, ShardMember]
+    def head(self, n: int) -> bytes:
+        return os.pread(_descriptor(self.shard), min(n, self.size), self.offset)
+
+
+#: what the media loaders of :mod:`mmadapt.io` read: a file path, or media stored inside something larger
+MediaSource = Union[str, os.PathLike, MediaBlob]
 
 _DESCRIPTORS: dict[tuple[int, str], int] = {}  # (process id, shard path) -> read-only file descriptor
 
@@ -75,27 +102,27 @@ def _descriptor(shard: str) -> int:
 
 def source_name(source: MediaSource) -> str:
     """How messages name ``source``: the path as given, or ``"shard.tar:member"``."""
-    return str(source) if isinstance(source, ShardMember) else os.fspath(source)
+    return str(source) if isinstance(source, MediaBlob) else os.fspath(source)
 
 
-def media_source(path: MediaSource) -> str | ShardMember:
-    """What a training example holds for a sample's media: the path as a string, or the shard member itself
-    (a string ``"shard.tar:member"`` would read as a file name)."""
-    return path if isinstance(path, ShardMember) else os.fspath(path)
+def media_source(path: MediaSource) -> str | MediaBlob:
+    """What a training example holds for a sample's media: the path as a string, or the blob itself (a
+    string ``"shard.tar:member"`` would read as a file name)."""
+    return path if isinstance(path, MediaBlob) else os.fspath(path)
 
 
 def read_head(source: MediaSource, n: int) -> bytes:
     """The first ``n`` bytes of ``source`` (fewer if it is shorter), to sniff a format by its magic bytes.
     Raises OSError for an unreadable file or shard."""
-    if isinstance(source, ShardMember):
-        return os.pread(_descriptor(source.shard), min(n, source.size), source.offset)
+    if isinstance(source, MediaBlob):
+        return source.head(n)
     with open(source, "rb") as f:
         return f.read(n)
 
 
 def open_media(source: MediaSource) -> str | BinaryIO:
-    """What a decoder opens: the path string of a file, an in-memory binary file of a shard member's bytes
+    """What a decoder opens: the path string of a file, an in-memory binary file of a blob's bytes
     (PIL, soundfile, numpy, h5py, scipy, decord and PyAV all accept a file object)."""
-    if isinstance(source, ShardMember):
+    if isinstance(source, MediaBlob):
         return io.BytesIO(source.read())
     return os.fspath(source)

@@ -8,6 +8,7 @@ from mmadapt.data.formats import (  # noqa: F401 - importing registers the forma
     audiocaps,
     coco_captions,
     easy_vqa,
+    hf_dataset,
     karpathy,
     llava,
     manifest,
