@@ -37,12 +37,13 @@ class MediaBlob(abc.ABC):
     (:class:`~mmadapt.data.formats.hf_dataset.DatasetCell`). What every loader needs of it: its ``size`` and
     ``suffix`` (the file checks), ``str()`` (messages) and its bytes (``read``; ``head`` for the magic bytes)."""
 
+    name: str  # the file name it was stored under (its extension, for the loaders' checks)
     size: int
 
     @property
-    @abc.abstractmethod
     def suffix(self) -> str:
-        """The extension the media would have as a file (``".jpg"``)."""
+        """``name``'s last extension (``".jpg"`` of ``"000007.image_path.jpg"``), as ``Path.suffix``."""
+        return PurePosixPath(self.name).suffix
 
     @abc.abstractmethod
     def read(self) -> bytes:
@@ -64,11 +65,6 @@ class ShardMember(MediaBlob):
 
     def __str__(self) -> str:
         return f"{self.shard}:{self.name}"
-
-    @property
-    def suffix(self) -> str:
-        """The member name's last extension (``".jpg"`` of ``"000007.image_path.jpg"``), as ``Path.suffix``."""
-        return PurePosixPath(self.name).suffix
 
     def read(self) -> bytes:
         """The member's bytes. Raises a one-line :class:`DataError` naming ``shard:name`` when the shard

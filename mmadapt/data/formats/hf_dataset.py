@@ -44,7 +44,7 @@ import functools
 import hashlib
 import os
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from mmadapt.config import DatasetConfig
@@ -105,10 +105,6 @@ class DatasetCell(MediaBlob):
     def __str__(self) -> str:
         return f"{self.source[1]}[{self.row}].{self.column} ({self.name})"
 
-    @property
-    def suffix(self) -> str:
-        return PurePosixPath(self.name).suffix
-
     def read(self) -> bytes:
         data = _media_bytes(_open(self.source)[self.row][self.column])
         if data is None:
@@ -127,10 +123,6 @@ class InMemoryMedia(MediaBlob):
 
     def __str__(self) -> str:
         return f"{self.where} ({self.name})"
-
-    @property
-    def suffix(self) -> str:
-        return PurePosixPath(self.name).suffix
 
     def read(self) -> bytes:
         return self.data
