@@ -10,13 +10,18 @@ What runs (nothing downloaded):
 - the work of the training data path, per micro-batch of ``--batch`` examples: the assembly's
   ``collate_train`` (open, read and decode each JPEG, the ViT-B/16 processor's resize and normalisation,
   the tokenizer's prompts) — what the trainer's DataLoader workers run (``mmadapt.data.loader``), here in the
-  main process so that the two sources are timed alone;
-- ``--repeats`` passes over every example, loose files and shards interleaved; each pass first asks the kernel
-  to drop the files' cached pages (``posix_fadvise(DONTNEED)`` on every JPEG / shard: a cold page cache, where
-  the kernel honours it) and a second pass right after reads them warm.
+  main process so that the two sources are timed alone; and, apart, the part where the two sources differ:
+  reading and decoding each example's image (``load_image``);
+- ``--repeats`` passes over every example, each of them cold then warm: a cold pass first asks the kernel to
+  drop the cached pages of every JPEG and shard (``posix_fadvise(DONTNEED)``, where the kernel honours it),
+  the warm pass right after reads them again. Within a pass the two sources take turns batch by batch (which
+  of them goes first alternates), so both see the same machine load and allocator state — on this shared
+  2-core machine timing one source's whole pass and then the other's let the ratio swing from 0.2× to 1.7×.
+  One untimed pass over both comes first (imports, the processor's first call, the allocator's pools).
 
-Reported: samples per second (median over repeats) of each source, cold and warm, and the ratio shards ÷ loose
-files (target ≥ 1×); and whether the two sources gave the same tensors.
+Reported: samples per second (median over repeats) of each source, cold and warm, for the whole
+``collate_train`` and for read + decode alone; the ratios shards ÷ loose files (target ≥ 1×, on the whole
+``collate_train``); and whether the two sources gave the same tensors.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 for path in (ROOT, Path(__file__).resolve().parent):
@@ -58,13 +64,33 @@ def _drop_cache(files: list[Path]) -> None:
             os.close(fd)
 
 
-def _pass(model, examples, batch: int) -> tuple[float, list]:
-    start, firsts = time.perf_counter(), []
-    for i in range(0, len(examples), batch):
-        inputs, errors = model.collate_train(examples[i:i + batch])
-        assert not errors, errors
-        firsts.append(inputs["pixel_values"][0])
-    return len(examples) / (time.perf_counter() - start), firsts
+def _timed(fn, *args) -> float:
+    start = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - start
+
+
+def _interleaved_pass(work: Callable[[list], None], batches: dict[str, list]) -> dict[str, float]:
+    """Seconds each source spent on ``work(batch)`` over all its batches, the sources taking turns batch by
+    batch (the first of a turn alternates)."""
+    labels = list(batches)
+    spent = dict.fromkeys(labels, 0.0)
+    for i in range(len(batches[labels[0]])):
+        for label in (labels if i % 2 == 0 else labels[::-1]):
+            spent[label] += _timed(work, batches[label][i])
+    return spent
+
+
+def _collate(model, batch: list) -> None:
+    inputs, errors = model.collate_train(batch)
+    assert not errors, errors
+
+
+def _read_decode(batch: list) -> None:
+    from mmadapt.io.image import load_image
+
+    for example in batch:
+        load_image(example.image_path)
 
 
 def run(args) -> dict:
@@ -90,35 +116,48 @@ def _run(args, work: Path) -> dict:
     files = {"loose files": sorted((work / "data" / "jpeg").iterdir()),
              "shards": sorted((work / "shards" / "vqa").glob("*.tar"))}
     model = build_model(args.seed)
-    rates = {label: {"cold": [], "warm": []} for label in sources}
-    tensors = {}
+    batches = {label: [exs[i:i + args.batch] for i in range(0, len(exs), args.batch)]
+               for label, exs in examples.items()}
+    parts = {"collate_train": lambda batch: _collate(model, batch), "read + decode": _read_decode}
+    _interleaved_pass(parts["collate_train"], batches)  # warm-up, untimed
+    rates = {part: {label: {"cold": [], "warm": []} for label in sources} for part in parts}
     for _ in range(args.repeats):
-        for label in sources:
-            _drop_cache(files[label])
-            cold, tensors[label] = _pass(model, examples[label], args.batch)
-            warm, _ = _pass(model, examples[label], args.batch)
-            rates[label]["cold"].append(cold)
-            rates[label]["warm"].append(warm)
-            print(f"  {label}: {cold:.1f} samples/s cold, {warm:.1f} warm", file=sys.stderr, flush=True)
-    med = {label: {k: statistics.median(v) for k, v in r.items()} for label, r in rates.items()}
-    same = all(torch.equal(a, b) for a, b in zip(tensors["loose files"], tensors["shards"]))
+        for part, fn in parts.items():
+            for cache in ("cold", "warm"):
+                if cache == "cold":
+                    for fs in files.values():
+                        _drop_cache(fs)
+                spent = _interleaved_pass(fn, batches)
+                for label, seconds in spent.items():
+                    rates[part][label][cache].append(len(examples[label]) / seconds)
+            print(f"  {part}: " + "; ".join(f"{label} {r['cold'][-1]:.0f} cold / {r['warm'][-1]:.0f} warm samples/s"
+                                            for label, r in rates[part].items()), file=sys.stderr, flush=True)
+    med = {part: {label: {k: statistics.median(v) for k, v in r.items()} for label, r in per.items()}
+           for part, per in rates.items()}
+    same = all(torch.equal(model.collate_train(a)[0]["pixel_values"], model.collate_train(b)[0]["pixel_values"])
+               for a, b in zip(batches["loose files"], batches["shards"]))
+    ratio = {part: {cache: m["shards"][cache] / m["loose files"][cache] for cache in ("cold", "warm")}
+             for part, m in med.items()}
     return {"benchmark": "shard_reading", "images": args.images, "examples": len(examples["shards"]),
             "batch": args.batch, "repeats": args.repeats, "threads": args.threads, "size": args.size, "cpu": cpu_name(),
             "loadavg_start": load_start, "loadavg_end": loadavg(), "samples_per_s": rates, "median": med,
-            "bytes": {label: sum(f.stat().st_size for f in fs) for label, fs in files.items()},
-            "shards_over_loose_cold": med["shards"]["cold"] / med["loose files"]["cold"],
-            "shards_over_loose_warm": med["shards"]["warm"] / med["loose files"]["warm"], "same_tensors": same}
+            "bytes": {label: sum(f.stat().st_size for f in fs) for label, fs in files.items()}, "ratio": ratio,
+            "shards_over_loose_cold": ratio["collate_train"]["cold"],
+            "shards_over_loose_warm": ratio["collate_train"]["warm"], "same_tensors": same}
 
 
 def report_text(res: dict) -> str:
     lines = [f"Reading training samples — {res['examples']} VQA examples on {res['size']}-px JPEGs, batches of "
-             f"{res['batch']} through collate_train (ViT-B/16 processor), {res['repeats']} repeats, {res['threads']} thread(s), "
-             f"{res['cpu']}, load {res['loadavg_start'][0]:.2f} → {res['loadavg_end'][0]:.2f}",
-             f"{'':<14}{'cold samples/s':>16}{'warm samples/s':>16}{'bytes':>12}"]
-    for label, m in res["median"].items():
-        lines.append(f"{label:<14}{m['cold']:>16.1f}{m['warm']:>16.1f}{res['bytes'][label]:>12,}")
-    lines.append(f"shards ÷ loose files: {res['shards_over_loose_cold']:.3f}× cold, {res['shards_over_loose_warm']:.3f}× "
-                 f"warm (target ≥ 1×); same tensors: {res['same_tensors']}")
+             f"{res['batch']}, {res['repeats']} repeats, {res['threads']} thread(s), {res['cpu']}, "
+             f"load {res['loadavg_start'][0]:.2f} → {res['loadavg_end'][0]:.2f}",
+             f"{'samples/s':<30}{'cold':>10}{'warm':>10}"]
+    for part, per in res["median"].items():
+        for label, m in per.items():
+            lines.append(f"{part + ', ' + label:<30}{m['cold']:>10.1f}{m['warm']:>10.1f}")
+        r = res["ratio"][part]
+        lines.append(f"{part + ', shards ÷ loose':<30}{r['cold']:>9.3f}×{r['warm']:>9.3f}×")
+    lines.append("bytes: " + ", ".join(f"{label} {n:,}" for label, n in res["bytes"].items())
+                 + f"; target ≥ 1× (collate_train); same tensors: {res['same_tensors']}")
     return "\n".join(lines)
 
 
