@@ -346,10 +346,9 @@ def test_a_run_resumes_on_another_number_of_processes(scenes_root, tmp_path, zer
     full = json.loads((tmp_path / "losses-rank0.json").read_text())["losses"]
     on_one, on_two = resume_from(2, nproc=1), resume_from(3, nproc=2)
     assert (on_one["world"], on_one["steps"], on_two["world"], on_two["steps"]) == (1, [3, 4], 2, [4])
-    # ZeRO-3's universal checkpoint continues 1e-4 off at the 2nd resumed step (the moments and fp32 weights it
-    # restores are bit-identical to ZeRO-2's, whose resume is exact: the difference is inside DeepSpeed)
-    atol = 2e-4 if zero_stage == 3 else 1e-5
-    torch.testing.assert_close(on_one["losses"], full[2:], rtol=0, atol=atol)
-    torch.testing.assert_close(on_two["losses"], full[3:], rtol=0, atol=atol)
+    # ZeRO-3: exact only because each parameter group gets its own Adam step counter back after the load
+    # (checkpoint.unshare_step_counters); with DeepSpeed's shared one the 2nd resumed step is 1.04e-4 off
+    torch.testing.assert_close(on_one["losses"], full[2:], rtol=0, atol=1e-5)
+    torch.testing.assert_close(on_two["losses"], full[3:], rtol=0, atol=1e-5)
     for step in (2, 3):  # converted once, beside the checkpoint it came from
         assert (checkpoints / f".universal-step-{step}" / "deepspeed").is_dir() == (zero_stage > 0)

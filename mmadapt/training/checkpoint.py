@@ -106,6 +106,18 @@ def weights_only_loads():
         torch.load = load
 
 
+def unshare_step_counters(optimizer) -> None:
+    """Give every parameter's optimizer state its own ``step`` tensor. DeepSpeed's ZeRO-3 universal loader
+    stores one step tensor in the state of every parameter group; torch's Adam increments ``step`` in place,
+    so with two groups (the adapter's and the prompt's, ``prompt_lr``) each optimizer step would count twice
+    and the second group's bias correction would run one step ahead from the first resumed step on."""
+    import torch
+
+    for state in optimizer.state.values():
+        if torch.is_tensor(state.get("step")):
+            state["step"] = state["step"].clone()
+
+
 def to_universal(source: Path, out: Path) -> None:
     """DeepSpeed's checkpoint ``source`` (ZeRO 1–3, optimizer state in one file per rank) → its universal
     checkpoint ``out`` (each parameter's fp32 weight and Adam moments whole), which a run on any number of

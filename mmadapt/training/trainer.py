@@ -425,6 +425,7 @@ class Trainer:
             last_lr = self.engine.lr_scheduler.get_last_lr()
             for group, own, lr in zip(self.engine.optimizer.param_groups, groups, last_lr):
                 group.update({**own, "lr": lr})
+            ckpt.unshare_step_counters(self.engine.optimizer.optimizer)
         adapter_state = load_file(str(latest / "adapter_model.safetensors"))
         import deepspeed
 
