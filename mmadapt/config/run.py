@@ -26,6 +26,10 @@ class TaskConfig:
     sample_weight: float = 1.0  # relative share of training batches when several tasks are mixed
 
 
+#: the trackers ``train.report_to`` may name (:mod:`mmadapt.training.tracking`)
+TRACKERS = ("tensorboard", "wandb")
+
+
 @dataclass
 class TrainConfig:
     max_steps: int = 1000
@@ -68,6 +72,10 @@ class TrainConfig:
     # a directory of precomputed frozen-encoder features (`mmadapt cache-features <recipe>`); training reads the
     # rows whose key (file content, encoder weights, preprocessing) matches and runs the encoder for the others
     feature_cache: str | None = None
+    # experiment tracking: every log.jsonl record also to TensorBoard (RUN_DIR/tensorboard/) and / or Weights &
+    # Biases (RUN_DIR/wandb/, offline unless WANDB_API_KEY or WANDB_MODE says otherwise; project `wandb_project`)
+    report_to: list[str] = field(default_factory=list)
+    wandb_project: str = "mmadapt"
 
     def validate(self) -> None:
         if self.max_steps < 1:
@@ -101,6 +109,11 @@ class TrainConfig:
                               "go through the frozen encoder, in the trainer's process; set num_workers: 0")
         if self.max_nonfinite_steps < 1:
             raise ConfigError(f"max_nonfinite_steps: expected a positive integer, got {self.max_nonfinite_steps}")
+        for name in self.report_to:
+            if name not in TRACKERS:
+                raise ConfigError(f"report_to: unknown tracker {name!r}; expected any of {', '.join(TRACKERS)}")
+        if len(set(self.report_to)) != len(self.report_to):
+            raise ConfigError(f"report_to: {self.report_to} names a tracker twice")
         if self.autocast != "none" and self.precision != "fp32":
             raise ConfigError(f"autocast: {self.autocast} autocast runs fp32 weights in bf16 matmuls; "
                               f"train.precision={self.precision} already casts the model — use one of the two")

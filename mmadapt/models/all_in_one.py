@@ -367,13 +367,16 @@ class AllInOne(Assembly):
 
     def forward(self, pixel_values: torch.Tensor, kinds: list[str], texts: list[str], labels: torch.Tensor) -> torch.Tensor:
         """The mean over the batch's task kinds of their losses: answer / classify cross-entropy, retrieval
-        by ``video_text.retrieval`` (:meth:`rank_loss` or :meth:`match_bce_loss`)."""
+        by ``video_text.retrieval`` (:meth:`rank_loss` or :meth:`match_bce_loss`); each kind's (head's) loss in
+        :attr:`loss_parts`."""
         labels = labels.to(self.device)
         losses, zero = [], torch.zeros((), device=self.device)
+        self.loss_parts = {}
         for kind in ("answer", "classify", "match"):
             rows = [i for i, k in enumerate(kinds) if k == kind]
             if rows:
                 losses.append(self._kind_loss(kind, pixel_values[rows], [texts[i] for i in rows], labels[rows]))
+                self.loss_parts[kind] = losses[-1].detach()
             elif self.every_branch_each_step and kind in self.trained["heads"]:
                 # this rank's batch has no example of this kind but its peers' may: take the same path on the first
                 # example with weight 0 (the loss and every gradient unchanged), leaving the RNG as it was

@@ -79,6 +79,11 @@ class Assembly(nn.Module, abc.ABC):
     #: whatever its micro-batch holds (an assembly whose path depends on the batch's tasks takes the missing
     #: paths with weight 0)
     every_branch_each_step: bool = False
+    #: the named parts of the last ``forward``'s loss, detached, for the training log (``losses`` in
+    #: ``log.jsonl``): each task's loss where a batch mixes tasks, each head's / dense task's where the loss sums
+    #: several; ``forward`` sets it, empty where it does not split its loss (the trainer then names the loss by
+    #: the micro-batch's task when it has one)
+    loss_parts: dict[str, torch.Tensor] = {}
 
     @property
     @abc.abstractmethod

@@ -209,6 +209,8 @@ class DenseMultiTask(Assembly):
         return {t: dense_loss(tasks[t].kind, o, targets[t].to(o.device)) for t, o in outs.items()}
 
     def forward(self, pixel_values: torch.Tensor, targets: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Σ_task loss_weight · loss for one batch."""
+        """Σ_task loss_weight · loss for one batch (each task's own loss in :attr:`loss_parts`)."""
         tasks = self.config.dense.tasks
-        return sum(tasks[t].loss_weight * loss for t, loss in self.losses(pixel_values, targets).items())
+        losses = self.losses(pixel_values, targets)
+        self.loss_parts = {t: loss.detach() for t, loss in losses.items()}
+        return sum(tasks[t].loss_weight * loss for t, loss in losses.items())

@@ -141,7 +141,8 @@ class PerceptualLM(Assembly):
         kept_ex = [examples[i] for i in kept]
         return {**inputs, "prefix": [e.prefix for e in kept_ex], "target": [e.target for e in kept_ex],
                 "prefix_loss_weight": [e.prefix_weight for e in kept_ex],
-                "separator": [e.target_separator for e in kept_ex]}, [msg for _, msg in errors]
+                "separator": [e.target_separator for e in kept_ex], "task": [e.task for e in kept_ex]}, \
+            [msg for _, msg in errors]
 
     def load_batch(self, sources: Sequence) -> tuple[list[int], dict | None, list[tuple[int, str]]]:
         """Read and preprocess the inputs at ``sources`` (image / clip / sound files) tolerantly: (indices
@@ -181,7 +182,8 @@ class PerceptualLM(Assembly):
         return {"features": torch.stack([features[i] for i in kept]),
                 "prefix": [examples[i].prefix for i in kept], "target": [examples[i].target for i in kept],
                 "prefix_loss_weight": [examples[i].prefix_weight for i in kept],
-                "separator": [examples[i].target_separator for i in kept]}, errors
+                "separator": [examples[i].target_separator for i in kept], "task": [examples[i].task for i in kept]}, \
+            errors
 
     # ------------------------------------------------------------------------------------------- modes
     def train(self, mode: bool = True) -> "PerceptualLM":
@@ -290,10 +292,11 @@ class PerceptualLM(Assembly):
     # ------------------------------------------------------------------------------------------ training
     def forward(self, pixel_values=None, prefix: list[str] | None = None, target: list[str] | None = None,
                 prefix_loss_weight: float | None | list[float | None] = None, features: torch.Tensor | None = None,
-                separator: str | list[str] = " ") -> torch.Tensor:
+                separator: str | list[str] = " ", task: list[str] | None = None) -> torch.Tensor:
         """The training loss of the adapter's :class:`~mmadapt.adapters.base.TextLoss` (see the module
         docstring); ``prefix_loss_weight`` per batch or per sample, None: the adapter's. The perception comes from
-        ``pixel_values``, or from the adapter's precomputed encoder ``features`` (feature cache)."""
+        ``pixel_values``, or from the adapter's precomputed encoder ``features`` (feature cache). ``task`` (each
+        sample's task) splits the loss in :attr:`loss_parts`: each task's loss, reduced alike over its samples."""
         if features is not None:
             tokens = self.adapter.perceive_features(features.to(self.device))
         else:
@@ -307,7 +310,12 @@ class PerceptualLM(Assembly):
         rows, cols = weights.nonzero(as_tuple=True)
         logits = self.lm.logits(hidden[rows, K + cols]).float()
         ce = F.cross_entropy(logits, labels[rows, cols], reduction="none")
-        return reduce_loss(ce * weights[rows, cols], rows, weights, self.adapter.text_loss)
+        per_sample = torch.zeros(weights.shape[0], device=weights.device).index_add_(0, rows, ce * weights[rows, cols])
+        spec = self.adapter.text_loss
+        self.loss_parts = {} if task is None else {
+            t: reduce_per_sample(per_sample[idx].detach(), weights[idx], spec)
+            for t in dict.fromkeys(task) for idx in [torch.tensor([i for i, ti in enumerate(task) if ti == t])]}
+        return reduce_per_sample(per_sample, weights, spec)
 
     # ------------------------------------------------------------------ generation and ranking (decoding.py)
     @torch.no_grad()
@@ -331,11 +339,10 @@ class PerceptualLM(Assembly):
         return tok.decode(ids, skip_special_tokens=True).strip()
 
 
-def reduce_loss(weighted_ce: torch.Tensor, rows: torch.Tensor, weights: torch.Tensor, spec: TextLoss) -> torch.Tensor:
-    """The batch's loss from its scored tokens: ``weighted_ce`` [N] (weight × cross-entropy of each scored
-    token), ``rows`` [N] (its sample), ``weights`` [B, T] (every token's weight) → a scalar per ``spec``."""
+def reduce_per_sample(per_sample: torch.Tensor, weights: torch.Tensor, spec: TextLoss) -> torch.Tensor:
+    """The batch's loss per ``spec`` from ``per_sample`` [B] (each sample's Σ weight × cross-entropy of its
+    scored tokens) and ``weights`` [B, T] (every token's weight)."""
     B = weights.shape[0]
-    per_sample = torch.zeros(B, device=weights.device).index_add_(0, rows, weighted_ce)
     if spec.reduction == "sample_mean":
         loss = (per_sample / weights.sum(dim=1).clamp(min=1e-8)).mean()
     elif spec.reduction == "sample_sum":

@@ -48,3 +48,18 @@ def device_for_rank() -> torch.device:
         torch.cuda.set_device(local)
         return torch.device("cuda", local)
     return torch.device("cpu")
+
+
+def all_mean_parts(parts: dict[str, list[float]]) -> dict[str, float]:
+    """``{name: values}`` of this rank → ``{name: mean of the values of every rank}`` (a name missing on a rank
+    counts there with no values), for logging each task's loss when ranks hold different tasks."""
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        gathered: list = [None] * dist.get_world_size()
+        dist.all_gather_object(gathered, parts)
+    else:
+        gathered = [parts]
+    pooled: dict[str, list[float]] = {}
+    for rank_parts in gathered:
+        for name, values in rank_parts.items():
+            pooled.setdefault(name, []).extend(values)
+    return {name: sum(values) / len(values) for name, values in sorted(pooled.items())}

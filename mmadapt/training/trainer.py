@@ -5,8 +5,12 @@ steps of global batch ``train.batch_size`` under ``deepspeed.initialize`` (ZeRO 
 accumulation and clipping from the recipe). It works as one process or under torchrun / the deepspeed
 launcher; only the trained parameters reach the optimizer. The trainer knows assemblies only through a
 small contract: ``param_groups()`` (trainable parameters by LR group), ``trained_module`` (the module whose
-state a checkpoint holds), ``collate_train(examples) -> (inputs, errors)`` and ``forward(**inputs) -> loss``.
+state a checkpoint holds), ``collate_train(examples) -> (inputs, errors)``, ``forward(**inputs) -> loss`` and
+``loss_parts`` (the named parts of that loss, for the log).
 Rank 0 writes ``config.yaml``, ``log.jsonl`` and the checkpoints (see :mod:`mmadapt.training.checkpoint`).
+Each step's record: the loss, its parts (``losses``: by task, head or dense task; pooled over micro-batches
+and ranks), the learning rates, the gradient norm before clipping, samples per second; every record also goes
+to the trackers of ``train.report_to`` (:mod:`mmadapt.training.tracking`).
 
 Guards: a step whose loss or any trained gradient is not finite (on any rank) makes no update — the
 parameters and optimizer moments stay as they were, the batch, its LR step and its step number (which
@@ -37,15 +41,16 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from mmadapt.config import Config, TrainConfig
+from mmadapt.config import Config, TrainConfig, to_plain
 from mmadapt.data.examples import draw_target
 from mmadapt.data.loader import Background, in_background
 from mmadapt.errors import ConfigError, TrainingError
 from mmadapt.schedule import cosine_with_warmup
 from mmadapt.training import checkpoint as ckpt
 from mmadapt.training.data import GlobalBatchOrder
-from mmadapt.training.distributed import all_mean, barrier, device_for_rank, init_distributed
+from mmadapt.training.distributed import all_mean, all_mean_parts, barrier, device_for_rank, init_distributed
 from mmadapt.training.fast_paths import apply_fast_paths, autocast_context
+from mmadapt.training.tracking import open_trackers
 
 
 def deepspeed_config(train: TrainConfig, world_size: int) -> dict:
@@ -130,9 +135,12 @@ class MicroBatch:
         self.examples, self.order, self.collate, self.seed = examples, order, collate, seed
 
     def __call__(self, job: tuple[int, int]):
+        """``(inputs, errors, task)``: ``task`` is the micro-batch's one task (None where it mixes several)."""
         step, k = job
         micro = self.order.micro_batches(step)[k]
-        return self.collate([draw_target(self.examples[i], self.seed, step, i) for i in micro])
+        tasks = {self.examples[i].task for i in micro}
+        inputs, errors = self.collate([draw_target(self.examples[i], self.seed, step, i) for i in micro])
+        return inputs, errors, (tasks.pop() if len(tasks) == 1 else None)
 
 
 class Trainer:
@@ -160,6 +168,7 @@ class Trainer:
         self.order = GlobalBatchOrder(len(examples), self.train_cfg.batch_size, self.world, self.rank,
                                       self.train_cfg.grad_accum, self.train_cfg.seed)
         self.step = 0
+        self.trackers: list = []  # rank 0's, while train() runs (train.report_to)
 
     # --------------------------------------------------------------------------------------------- setup
     def _build_engine(self):
@@ -201,6 +210,16 @@ class Trainer:
             # heads sized by the data), not the recipe's
             recorded = dataclasses.replace(self.config, model=self.module.config)
             (self.run_dir / "config.yaml").write_text(recorded.to_yaml())
+            self.trackers = open_trackers(self.train_cfg.report_to, self.run_dir, to_plain(recorded),
+                                          self.train_cfg.wandb_project)
+        try:
+            return self._train_loop()
+        finally:
+            for tracker in self.trackers:
+                tracker.close()
+            self.trackers = []
+
+    def _train_loop(self) -> list[dict]:
         records: list[dict] = []
         total = self.train_cfg.max_steps
         bar = tqdm(total=total, initial=self.step, disable=self.quiet or self.rank != 0, desc="train", unit="step")
@@ -210,9 +229,10 @@ class Trainer:
         ga = self.train_cfg.grad_accum
         batches = self._micro_batches(self.step, total)
         while self.step < total:
-            losses, skipped, nonfinite = [], [], set()
+            step_start = time.perf_counter()
+            losses, skipped, nonfinite, parts = [], [], set(), {}
             for k in range(ga):
-                inputs, errors = next(batches)
+                inputs, errors, task = next(batches)
                 skipped.extend(errors)
                 if inputs is None:
                     raise RuntimeError(f"step {self.step}: every example of a micro-batch failed: {errors[:3]}")
@@ -227,8 +247,12 @@ class Trainer:
                     skip = all_mean(float(bool(nonfinite))) > 0
                     self._base_optimizer().skip = skip
                     skipped_before = self.engine.skipped_steps
+                    grad_norm = self._grad_norm_before_step()
                 self.engine.step()
                 losses.append(loss.item())
+                named = self.module.loss_parts or ({task: loss.detach()} if task is not None else {})
+                for name, value in named.items():
+                    parts.setdefault(name, []).append(float(value))
             self._base_optimizer().skip = False
             if skip and self.engine.skipped_steps > skipped_before and self.engine.lr_scheduler is not None:
                 self.engine.lr_scheduler.step()  # DeepSpeed skipped it too (its overflow check): keep LR = f(step)
@@ -236,7 +260,11 @@ class Trainer:
             loss_value = all_mean(sum(losses) / len(losses))
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.4f}")
-            record = {"step": self.step, "loss": loss_value, "lr": self._lrs(),
+            grad_norm = grad_norm if grad_norm is not None else self.engine.get_global_grad_norm()
+            step_seconds = time.perf_counter() - step_start
+            record = {"step": self.step, "loss": loss_value, "losses": all_mean_parts(parts), "lr": self._lrs(),
+                      "grad_norm": None if grad_norm is None else float(grad_norm),
+                      "samples_per_s": round(self.train_cfg.batch_size / step_seconds, 3),
                       "epoch": round(self.order.epochs(self.step), 4), "time": round(time.perf_counter() - t0, 3)}
             if skipped:
                 record["skipped"] = skipped
@@ -247,8 +275,7 @@ class Trainer:
                 nonfinite_run.clear()
             records.append(record)
             if self.rank == 0 and (self.step % self.train_cfg.log_every == 0 or self.step == total or skipped or skip):
-                with open(self.run_dir / "log.jsonl", "a") as f:
-                    f.write(json.dumps(record) + "\n")
+                self._log(record)
             if len(nonfinite_run) >= self.train_cfg.max_nonfinite_steps:
                 bar.close()
                 latest = ckpt.latest_checkpoint(self.run_dir)
@@ -299,9 +326,26 @@ class Trainer:
                 self._save_best()
             record["best"] = dict(self.best)
         if self.rank == 0:
-            with open(self.run_dir / "log.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
+            self._log(record)
         return record
+
+    def _log(self, record: dict) -> None:
+        """One record into ``log.jsonl`` and to every tracker (rank 0)."""
+        with open(self.run_dir / "log.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        for tracker in self.trackers:
+            tracker.log(record)
+
+    def _grad_norm_before_step(self) -> float | None:
+        """The global gradient norm before clipping, for the log. ZeRO 1–3 compute it in their step
+        (``engine.get_global_grad_norm()`` after it: None here); under ZeRO-0 the gradients are whole and
+        averaged on every rank by now, and DeepSpeed keeps no norm, so it is computed here."""
+        if self.train_cfg.zero_stage > 0:
+            return None
+        grads = [p.grad.detach().float() for p in self.module.parameters() if p.requires_grad and p.grad is not None]
+        if not grads:
+            return None
+        return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
 
     def _save_best(self) -> None:
         """The adapter as it is now into ``best/`` (written aside, then swapped in), with ``best.json``."""
