@@ -65,6 +65,11 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--task", default=None, help="only this task key (default: every task with that split)")
     w.add_argument("--max-samples-per-shard", type=int, default=1000)
 
+    r = sub.add_parser("report", help="runs side by side: recipe differences, trained parameters, step time, "
+                                      "final scores; one comparison plot")
+    r.add_argument("runs", nargs="+", help="run directories (written by mmadapt train)")
+    r.add_argument("--out", default="report.png", help="the comparison plot (default: report.png)")
+
     i = sub.add_parser("info", help="list registered tokenizers, backbones, adapters, heads, tasks")
     i.add_argument("--json", action="store_true")
 
@@ -111,6 +116,13 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "info":
         return _info(args.json)
+    if args.command == "report":
+        from mmadapt.training import report
+
+        runs = [report.summarize(path) for path in args.runs]
+        print(report.report_table(runs))
+        print(f"comparison plot: {report.plot_comparison(runs, args.out)}")
+        return 0
     if args.command == "score":
         return _score(args)
     if args.command == "zoo":

@@ -195,3 +195,35 @@ def test_a_missing_tracker_package_is_named_before_training(scenes_root, tmp_pat
     with pytest.raises(ConfigError, match=r"train\.report_to: tensorboard needs the tensorboard package .*mmadapt\[track\]"):
         train(config, model=make_model(config), quiet=True)
     assert not (tmp_path / "run" / "log.jsonl").exists()
+
+
+def test_every_run_directory_gets_its_curves(tracked_run):
+    """``curves.png`` at the end of a run: a real PNG, drawn from ``log.jsonl`` (the three panels' data)."""
+    from PIL import Image
+
+    from mmadapt.training import curves
+
+    run_dir, _ = tracked_run
+    png = run_dir / "curves.png"
+    with Image.open(png) as image:
+        assert image.format == "PNG" and image.size[0] > 1000 and image.size[1] > 300
+        pixels = image.convert("L")
+        assert len(set(pixels.get_flattened_data())) > 20  # drawn, not blank
+    log = curves.read_log(run_dir)
+    series = curves.eval_series(log)
+    assert set(series) >= {"vqa/overall", "caption/CIDEr"} and "vqa/n_errors" not in series
+    assert series["vqa/overall"][0] == [2, 4]
+    assert not list(run_dir.glob(".curves.png.tmp*"))
+
+
+def test_curves_are_redrawn_while_training(scenes_root, tmp_path, monkeypatch):
+    """With the redraw interval at 0 the picture is refreshed at every logged step, not only at the end."""
+    from mmadapt.training import curves
+
+    drawn = []
+    real = curves.plot_run
+    monkeypatch.setattr(curves, "MIN_INTERVAL_S", 0.0)
+    monkeypatch.setattr(curves, "plot_run", lambda records, out, title: drawn.append(len(records)) or real(records, out, title))
+    config = tiny_config(scenes_root, tmp_path / "run", max_steps=3, log_every=1)
+    train(config, model=make_model(config), quiet=True)
+    assert drawn == [1, 2, 3, 3]  # after each logged step, and once more at the end

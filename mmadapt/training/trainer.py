@@ -47,6 +47,7 @@ from mmadapt.data.loader import Background, in_background
 from mmadapt.errors import ConfigError, TrainingError
 from mmadapt.schedule import cosine_with_warmup
 from mmadapt.training import checkpoint as ckpt
+from mmadapt.training import curves
 from mmadapt.training.data import GlobalBatchOrder
 from mmadapt.training.distributed import all_mean, all_mean_parts, barrier, device_for_rank, init_distributed
 from mmadapt.training.fast_paths import apply_fast_paths, autocast_context
@@ -169,6 +170,7 @@ class Trainer:
                                       self.train_cfg.grad_accum, self.train_cfg.seed)
         self.step = 0
         self.trackers: list = []  # rank 0's, while train() runs (train.report_to)
+        self._plotted_at = time.perf_counter()  # when curves.png was last drawn (first: one interval in)
 
     # --------------------------------------------------------------------------------------------- setup
     def _build_engine(self):
@@ -213,11 +215,14 @@ class Trainer:
             self.trackers = open_trackers(self.train_cfg.report_to, self.run_dir, to_plain(recorded),
                                           self.train_cfg.wandb_project)
         try:
-            return self._train_loop()
+            records = self._train_loop()
         finally:
             for tracker in self.trackers:
                 tracker.close()
             self.trackers = []
+        if self.rank == 0:
+            self._plot()
+        return records
 
     def _train_loop(self) -> list[dict]:
         records: list[dict] = []
@@ -335,6 +340,13 @@ class Trainer:
             f.write(json.dumps(record) + "\n")
         for tracker in self.trackers:
             tracker.log(record)
+        if time.perf_counter() - self._plotted_at >= curves.MIN_INTERVAL_S:
+            self._plot()
+
+    def _plot(self) -> None:
+        """Redraw ``curves.png`` from the whole ``log.jsonl`` (a resumed run's earlier steps too)."""
+        curves.plot_run(curves.read_log(self.run_dir), self.run_dir / curves.CURVES_FILE, title=self.run_dir.name)
+        self._plotted_at = time.perf_counter()
 
     def _grad_norm_before_step(self) -> float | None:
         """The global gradient norm before clipping, for the log. ZeRO 1–3 compute it in their step
