@@ -77,7 +77,6 @@ class ShardMember(MediaBlob):
             raise DataError(f"{self}: truncated shard ({len(data)} of the member's {self.size} bytes are there)")
         return data
 
-
     def head(self, n: int) -> bytes:
         return os.pread(_descriptor(self.shard), min(n, self.size), self.offset)
 

@@ -19,7 +19,7 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["CURVES_FILE", "MIN_INTERVAL_S", "eval_series", "plot_run", "read_log"]
+__all__ = ["CURVES_FILE", "MIN_INTERVAL_S", "eval_series", "is_headline", "plot_run", "read_log"]
 
 CURVES_FILE = "curves.png"
 #: the shortest time between two redraws during training
@@ -40,13 +40,19 @@ def read_log(run_dir: Path) -> list[dict]:
     return records
 
 
+def is_headline(key: str) -> bool:
+    """Whether a flat score key is a task's headline metric: ``task/metric``, not a per-type table entry
+    (``vqa/perAnswerType/yes/no``) nor a count (``vqa/n_errors``)."""
+    parts = key.split("/")
+    return len(parts) == 2 and not parts[1].startswith("n_")
+
+
 def eval_series(records: list[dict]) -> dict[str, tuple[list[int], list[float]]]:
     """``{task/metric: (steps, values)}`` of the headline scores of the evaluation records."""
     out: dict[str, tuple[list[int], list[float]]] = {}
     for record in records:
         for key, value in record.get("eval", {}).items():
-            parts = key.split("/")
-            if len(parts) != 2 or parts[1].startswith("n_") or not isinstance(value, (int, float)):
+            if not is_headline(key) or not isinstance(value, (int, float)):
                 continue
             steps, values = out.setdefault(key, ([], []))
             steps.append(record["step"])

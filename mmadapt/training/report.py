@@ -29,7 +29,7 @@ import yaml
 from mmadapt.errors import ConfigError
 from mmadapt.tasks.base import flat_scores
 from mmadapt.training import checkpoint as ckpt
-from mmadapt.training.curves import read_log
+from mmadapt.training.curves import is_headline, read_log
 
 __all__ = ["RunSummary", "differences", "plot_comparison", "report_table", "summarize"]
 
@@ -57,8 +57,7 @@ def _flatten(value: object, prefix: str = "") -> dict[str, object]:
 
 
 def _headline(scores: dict[str, float]) -> dict[str, float]:
-    return {k: float(v) for k, v in scores.items()
-            if len(k.split("/")) == 2 and not k.split("/")[1].startswith("n_")}
+    return {k: float(v) for k, v in scores.items() if is_headline(k)}
 
 
 def _trained_params(run_dir: Path) -> int | None:
